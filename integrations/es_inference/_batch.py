@@ -1,0 +1,170 @@
+"""Cutting inputs into requests and putting the answers back together, in order.
+
+Nothing here knows HTTP or the host frameworks: the engine calls a ``send`` function
+per batch and writes what it returns into one preallocated array.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConfigurationError,
+    ConnectionError,
+    EndpointMismatchError,
+    InputError,
+    NotFoundError,
+    PartialResultError,
+    TLSError,
+    UnexpectedResponseError,
+)
+from ._wire import FloatArray
+
+#: Texts per request when neither the provider nor the caller says otherwise.
+DEFAULT_BATCH_SIZE = 16
+#: Requests in flight at once per call, unless configured.
+DEFAULT_CONCURRENCY = 16
+
+_FATAL = (
+    AuthenticationError,
+    AuthorizationError,
+    NotFoundError,
+    TLSError,
+    ConnectionError,
+    ConfigurationError,
+    EndpointMismatchError,
+)
+
+
+def _show(indices: Sequence[int]) -> str:
+    text = ", ".join(str(i) for i in indices[:20])
+    return text + (f", … ({len(indices) - 20} more)" if len(indices) > 20 else "")
+
+
+def check_texts(texts: object, max_chars: int | None) -> list[str]:
+    """Validate inputs before any request; return them as a list.
+
+    Raises:
+        InputError: naming the indices of non-strings, empty or whitespace-only
+            strings and strings longer than ``max_chars``.
+    """
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise InputError(
+            f"expected a list of strings, got {type(texts).__name__}; wrap a single "
+            "text in a list"
+        )
+    items = list(texts)
+    not_str = [i for i, t in enumerate(items) if not isinstance(t, str)]
+    if not_str:
+        kinds = sorted({type(items[i]).__name__ for i in not_str})
+        raise InputError(
+            f"inputs at indices {_show(not_str)} are not strings ({', '.join(kinds)})",
+            not_str,
+        )
+    blank = [i for i, t in enumerate(items) if not t.strip()]
+    if blank:
+        raise InputError(
+            f"inputs at indices {_show(blank)} are empty or whitespace only; "
+            "Bedrock rejects empty text",
+            blank,
+        )
+    if max_chars is not None:
+        long = [i for i, t in enumerate(items) if len(t) > max_chars]
+        if long:
+            raise InputError(
+                f"inputs at indices {_show(long)} are longer than {max_chars} "
+                "characters; split them or raise max_input_chars",
+                long,
+            )
+    return items
+
+
+def plan(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each request, in input order."""
+    if batch_size < 1:
+        raise ConfigurationError(f"batch_size must be at least 1, got {batch_size}")
+    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+@dataclass
+class Assembly:
+    """The result array of one call, filled in by batches as they finish.
+
+    ``out`` may be given (e.g. a memory-mapped file); otherwise it is allocated once
+    the dimension is known.
+    """
+
+    total: int
+    dims: int | None = None
+    out: FloatArray | None = None
+    done: np.ndarray = field(init=False)
+    failures: list[tuple[tuple[int, int], BaseException]] = field(default_factory=list)
+    fatal: BaseException | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.done = np.zeros(self.total, dtype=bool)
+        if self.out is not None:
+            if self.out.shape[0] != self.total:
+                raise ConfigurationError(
+                    f"out has {self.out.shape[0]} rows for {self.total} inputs"
+                )
+            self.dims = int(self.out.shape[1])
+
+    def rows(self, start: int, stop: int, dims: int) -> FloatArray:
+        """The view a batch writes into; allocates ``out`` on first use."""
+        with self._lock:
+            if self.out is None:
+                self.dims = dims
+                self.out = np.zeros((self.total, dims), dtype=np.float32)
+        assert self.out is not None
+        if dims != self.dims:
+            raise UnexpectedResponseError(
+                f"embedding response: results have {dims} dimensions, earlier ones "
+                f"had {self.dims}"
+            )
+        return self.out[start:stop]
+
+    def succeed(self, start: int, stop: int) -> None:
+        """Mark a batch written."""
+        self.done[start:stop] = True
+
+    def fail(self, start: int, stop: int, error: BaseException) -> None:
+        """Record a failed batch; a fatal error stops the call."""
+        with self._lock:
+            self.failures.append(((start, stop), error))
+            if isinstance(error, _FATAL) and self.fatal is None:
+                self.fatal = error
+
+    @property
+    def stopped(self) -> bool:
+        """True once no further batch should be sent."""
+        return self.fatal is not None
+
+    def result(self) -> FloatArray:
+        """The full array, or :class:`PartialResultError` if any input has none."""
+        if bool(self.done.all()):
+            if self.out is None:
+                return np.zeros((self.total, self.dims or 0), dtype=np.float32)
+            return self.out
+        if not self.done.any():
+            # Nothing succeeded: the error itself says more than a list of indices.
+            if len(self.failures) == 1:
+                raise self.failures[0][1]
+            if self.fatal is not None:
+                raise self.fatal
+        failed = np.flatnonzero(~self.done).tolist()
+        ordered = sorted(self.failures, key=lambda item: item[0])
+        errors = [(list(range(a, b)), err) for (a, b), err in ordered]
+        if self.fatal is not None:
+            reported = {i for idx, _ in errors for i in idx}
+            skipped = [i for i in failed if i not in reported]
+            if skipped:
+                errors.append((skipped, self.fatal))
+        raise PartialResultError(failed, errors, self.out, self.done.copy(), self.total)

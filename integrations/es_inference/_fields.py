@@ -1,0 +1,189 @@
+"""The settings both framework adapters take, as one pydantic mixin.
+
+Only the adapter modules import this (pydantic comes with LangChain and LlamaIndex).
+Secret fields are ``SecretStr`` and excluded from serialization; pickling an adapter
+drops them, and the unpickled copy reads credentials from the environment again.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from ._config import resolve_connection
+from ._constants import TITAN_MAX_INPUT_CHARS
+from ._endpoint import build_spec
+from ._retry import RetryPolicy
+from ._service import EmbeddingService, InferenceService, ServiceOptions
+
+S = TypeVar("S", bound=InferenceService)
+
+_SECRET_FIELDS = (
+    "es_api_key",
+    "es_password",
+    "es_bearer_token",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "secret_settings",
+)
+
+
+class ServiceSlot:
+    """Holds an adapter's service; pickles as an empty slot."""
+
+    __slots__ = ("service",)
+
+    def __init__(self) -> None:
+        self.service: Any = None
+
+    def __reduce__(self) -> tuple[type[ServiceSlot], tuple[()]]:
+        return (ServiceSlot, ())
+
+
+class EndpointFields(BaseModel):
+    """Where the endpoint is, what it is, and how calls are sent."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        protected_namespaces=(),
+        arbitrary_types_allowed=True,
+        validate_assignment=False,
+    )
+
+    inference_id: str | None = Field(
+        default=None,
+        description="Endpoint id; derived from the settings (or reused) if omitted.",
+    )
+    model: str | None = Field(
+        default=None, description="Bedrock model id, e.g. amazon.titan-embed-text-v2:0"
+    )
+    provider: str | None = Field(
+        default=None, description="Bedrock provider; inferred from the model id."
+    )
+    region: str | None = Field(
+        default=None, description="AWS region; defaults to AWS_REGION."
+    )
+    aws_access_key_id: SecretStr | None = Field(default=None, exclude=True)
+    aws_secret_access_key: SecretStr | None = Field(default=None, exclude=True)
+    service: str | None = Field(
+        default=None,
+        description="Inference service; amazonbedrock when a model is given.",
+    )
+    service_settings: dict[str, Any] | None = None
+    secret_settings: dict[str, SecretStr] | None = Field(default=None, exclude=True)
+    task_settings: dict[str, Any] | None = None
+    chunking_settings: dict[str, Any] | None = None
+
+    es_url: str | None = Field(
+        default=None, description="Defaults to ELASTICSEARCH_URL."
+    )
+    es_cloud_id: str | None = Field(
+        default=None, description="Defaults to ELASTIC_CLOUD_ID."
+    )
+    es_api_key: SecretStr | None = Field(default=None, exclude=True)
+    es_user: str | None = None
+    es_password: SecretStr | None = Field(default=None, exclude=True)
+    es_bearer_token: SecretStr | None = Field(default=None, exclude=True)
+    verify_certs: bool = True
+    ca_certs: str | None = None
+
+    concurrency: int = Field(
+        default=16, ge=1, description="Requests in flight at once."
+    )
+    request_timeout: float = Field(
+        default=30.0, gt=0, description="Server-side timeout sent with each call (s)."
+    )
+    max_retries: int = Field(default=7, ge=0, description="Retries per request.")
+    pace: bool = Field(
+        default=True, description="Stay under the endpoint's rate limit."
+    )
+    requests_per_minute: float | None = Field(default=None, gt=0)
+
+    _slot: ServiceSlot = PrivateAttr(default_factory=ServiceSlot)
+
+    def _options(self, **extra: Any) -> ServiceOptions:
+        return ServiceOptions(
+            concurrency=self.concurrency,
+            retry=RetryPolicy(max_attempts=self.max_retries + 1),
+            pace=self.pace,
+            requests_per_minute=self.requests_per_minute,
+            **extra,
+        )
+
+    def _build_service(self, cls: type[S], task_type: str, **options: Any) -> S:
+        connection = resolve_connection(
+            es_url=self.es_url,
+            es_cloud_id=self.es_cloud_id,
+            es_api_key=self.es_api_key,
+            es_user=self.es_user,
+            es_password=self.es_password,
+            es_bearer_token=self.es_bearer_token,
+            verify_certs=self.verify_certs,
+            ca_certs=self.ca_certs,
+            request_timeout=self.request_timeout,
+        )
+        spec = build_spec(
+            task_type,
+            inference_id=self.inference_id,
+            model=self.model,
+            provider=self.provider,
+            region=self.region,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            service=self.service,
+            service_settings=self.service_settings,
+            secret_settings=self.secret_settings,
+            task_settings=self.task_settings,
+            chunking_settings=self.chunking_settings,
+        )
+        return cls(connection, spec, self._options(**options))
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = dict(super().__getstate__())
+        fields = dict(state.get("__dict__", {}))
+        for name in _SECRET_FIELDS:
+            if name in fields:
+                fields[name] = None
+        state["__dict__"] = fields
+        return state
+
+
+_build_lock = threading.Lock()
+
+
+class EmbeddingFields(EndpointFields):
+    """Endpoint settings plus the options of embedding calls."""
+
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Texts per request; the provider's limit if omitted (Titan 1, "
+        "Cohere 96, others 16).",
+    )
+    max_input_chars: int | None = Field(
+        default=TITAN_MAX_INPUT_CHARS,
+        ge=1,
+        description="Longest text accepted, checked before sending.",
+    )
+    send_input_type: bool | None = Field(
+        default=None,
+        description="Send input_type ingest/search; decided by provider if omitted.",
+    )
+
+    def embedding_service(self) -> EmbeddingService:
+        """The framework-free service behind this adapter, built on first use."""
+        slot = self._slot
+        if slot.service is None:
+            with _build_lock:
+                if slot.service is None:
+                    slot.service = self._build_service(
+                        EmbeddingService,
+                        "text_embedding",
+                        batch_size=self.batch_size,
+                        max_input_chars=self.max_input_chars,
+                        send_input_type=self.send_input_type,
+                    )
+        service: EmbeddingService = slot.service
+        return service

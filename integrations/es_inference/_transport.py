@@ -1,0 +1,361 @@
+"""HTTP transports over httpx: one sync, one async, sharing everything but I/O.
+
+This is the only module that touches httpx, and the only place its exceptions are
+caught and translated into :mod:`es_inference._errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from ._config import ConnectionConfig
+from ._errors import (
+    ConnectionError,
+    EsInferenceError,
+    RequestTimeout,
+    ResponseDecodeError,
+    TLSError,
+    TransportError,
+)
+from ._retry import RateLimiter, RetryPolicy, is_throttle, log_retry
+from ._wire import Request, parse_error
+
+logger = logging.getLogger("es_inference.transport")
+
+T = TypeVar("T")
+
+_USER_AGENT = "es-inference/0.1"
+_SSL_MARKERS = ("ssl", "certificate", "tls")
+
+
+def _translate(exc: httpx.HTTPError, request: Request) -> TransportError:
+    """Map an httpx exception onto the library's error tree."""
+    where = f"{request.method} {request.path}"
+    kind = type(exc).__name__
+    text = str(exc) or kind
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(
+            f"{where}: no answer in time ({kind})",
+            method=request.method,
+            path=request.path,
+        )
+    if isinstance(exc, httpx.ConnectError) and any(
+        marker in text.lower() for marker in _SSL_MARKERS
+    ):
+        return TLSError(
+            f"{where}: TLS failed ({text}); pass ca_certs with the cluster's CA "
+            "certificate, or check the URL",
+            method=request.method,
+            path=request.path,
+        )
+    if isinstance(exc, httpx.RemoteProtocolError) and "incomplete" in text.lower():
+        return ResponseDecodeError(
+            f"{where}: the response body was cut off ({text})",
+            method=request.method,
+            path=request.path,
+        )
+    return ConnectionError(
+        f"{where}: {kind}: {text}", method=request.method, path=request.path
+    )
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class _Base:
+    """Configuration shared by both transports."""
+
+    def __init__(self, config: ConnectionConfig, pool_size: int = 16) -> None:
+        self.config = config
+        self.pool_size = max(1, pool_size)
+        self._secrets = config.secret_values()
+        self._pid = os.getpid()
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        headers = {
+            "accept": "application/json",
+            "content-type": "application/json",
+            "user-agent": _USER_AGENT,
+            **(self.config.headers or {}),
+            **self.config.auth_headers(),
+        }
+        return {
+            "base_url": self.config.url,
+            "headers": headers,
+            "verify": self.config.ssl_context(),
+            "timeout": httpx.Timeout(
+                self.config.client_timeout, connect=self.config.connect_timeout
+            ),
+            "limits": httpx.Limits(
+                max_connections=self.pool_size,
+                max_keepalive_connections=self.pool_size,
+            ),
+        }
+
+    def _check(
+        self, request: Request, response: httpx.Response, started: float
+    ) -> None:
+        millis = (time.perf_counter() - started) * 1000
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s %s -> %d in %.1f ms",
+                request.method,
+                request.path,
+                response.status_code,
+                millis,
+            )
+        if response.status_code >= 400:
+            raise parse_error(
+                response.status_code,
+                response.content,
+                request,
+                secrets=self._secrets,
+                retry_after=_retry_after(response.headers),
+            )
+
+    def _log_body(self, request: Request) -> None:
+        if request.body and logger.isEnabledFor(logging.DEBUG):
+            # Bodies may hold AWS keys (PUT); those are never logged.
+            shown = "<endpoint config>" if request.method == "PUT" else request.body
+            logger.debug("%s %s body=%r", request.method, request.path, shown)
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("transports are not pickled; adapters recreate them")
+
+
+class SyncTransport(_Base):
+    """Sends requests over a pooled ``httpx.Client``; safe to share between threads."""
+
+    def __init__(self, config: ConnectionConfig, pool_size: int = 16) -> None:
+        super().__init__(config, pool_size)
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        client = self._client
+        if client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    # After fork, the parent's sockets are not ours to use.
+                    self._pid = os.getpid()
+                    self._client = httpx.Client(**self._client_kwargs())
+                client = self._client
+        return client
+
+    def send(self, request: Request) -> bytes:
+        """Send once; return the body of a 2xx answer or raise."""
+        self._log_body(request)
+        started = time.perf_counter()
+        try:
+            response = self._http().request(
+                request.method,
+                request.path,
+                params=request.params or None,
+                content=request.body,
+            )
+        except httpx.HTTPError as exc:
+            raise _translate(exc, request) from None
+        self._check(request, response, started)
+        return response.content
+
+    def perform(
+        self,
+        request: Request,
+        retry: RetryPolicy,
+        parse: Callable[[bytes], T],
+        limiter: RateLimiter | None = None,
+    ) -> T:
+        """Send with pacing and retries; ``parse`` runs inside the retry loop."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            if limiter is not None:
+                wait = limiter.reserve()
+                if wait > 0:
+                    time.sleep(wait)
+            try:
+                result = parse(self.send(request))
+            except EsInferenceError as exc:
+                delay = retry.delay(attempt, exc, time.monotonic() - started)
+                if limiter is not None and is_throttle(exc):
+                    limiter.on_throttle()
+                if delay is None:
+                    raise
+                log_retry(f"{request.method} {request.path}", attempt, exc, delay)
+                time.sleep(delay)
+                continue
+            if limiter is not None:
+                limiter.on_success()
+            return result
+
+    @contextmanager
+    def stream(self, request: Request) -> Iterator[Iterator[bytes]]:
+        """Open a streamed POST; yields an iterator over the raw body chunks."""
+        self._log_body(request)
+        started = time.perf_counter()
+        headers = {"accept": "text/event-stream"}
+        try:
+            with self._http().stream(
+                request.method,
+                request.path,
+                params=request.params or None,
+                content=request.body,
+                headers=headers,
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                self._check(request, response, started)
+                yield self._chunks(response, request)
+        except httpx.HTTPError as exc:
+            raise _translate(exc, request) from None
+
+    @staticmethod
+    def _chunks(response: httpx.Response, request: Request) -> Iterator[bytes]:
+        try:
+            yield from response.iter_raw()
+        except httpx.HTTPError as exc:
+            raise _translate(exc, request) from None
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+
+class AsyncTransport(_Base):
+    """Sends requests over a pooled ``httpx.AsyncClient``.
+
+    One client is kept per event loop, so an adapter may be used from several loops
+    (one after another, as notebooks and test runners do).
+    """
+
+    def __init__(self, config: ConnectionConfig, pool_size: int = 16) -> None:
+        super().__init__(config, pool_size)
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]]
+        self._clients = {}
+        self._lock = threading.Lock()
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._clients = {}
+            for key, (other, _) in list(self._clients.items()):
+                if other.is_closed():
+                    del self._clients[key]
+            entry = self._clients.get(id(loop))
+            if entry is None or entry[0] is not loop:
+                entry = (loop, httpx.AsyncClient(**self._client_kwargs()))
+                self._clients[id(loop)] = entry
+            return entry[1]
+
+    async def send(self, request: Request) -> bytes:
+        """Send once; return the body of a 2xx answer or raise."""
+        self._log_body(request)
+        started = time.perf_counter()
+        try:
+            response = await self._http().request(
+                request.method,
+                request.path,
+                params=request.params or None,
+                content=request.body,
+            )
+        except httpx.HTTPError as exc:
+            raise _translate(exc, request) from None
+        self._check(request, response, started)
+        return response.content
+
+    async def perform(
+        self,
+        request: Request,
+        retry: RetryPolicy,
+        parse: Callable[[bytes], T],
+        limiter: RateLimiter | None = None,
+    ) -> T:
+        """Send with pacing and retries; ``parse`` runs inside the retry loop."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            if limiter is not None:
+                wait = limiter.reserve()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            try:
+                result = parse(await self.send(request))
+            except EsInferenceError as exc:
+                delay = retry.delay(attempt, exc, time.monotonic() - started)
+                if limiter is not None and is_throttle(exc):
+                    limiter.on_throttle()
+                if delay is None:
+                    raise
+                log_retry(f"{request.method} {request.path}", attempt, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if limiter is not None:
+                limiter.on_success()
+            return result
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Open a streamed POST; yields an async iterator over raw body chunks."""
+        self._log_body(request)
+        started = time.perf_counter()
+        headers = {"accept": "text/event-stream"}
+        try:
+            async with self._http().stream(
+                request.method,
+                request.path,
+                params=request.params or None,
+                content=request.body,
+                headers=headers,
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                self._check(request, response, started)
+                yield self._chunks(response, request)
+        except httpx.HTTPError as exc:
+            raise _translate(exc, request) from None
+
+    @staticmethod
+    async def _chunks(
+        response: httpx.Response, request: Request
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise _translate(exc, request) from None
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._clients.pop(id(loop), None)
+        if entry is not None:
+            await entry[1].aclose()
