@@ -138,6 +138,15 @@ class InferenceService:
             )
         return self._async_transport
 
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests sent so far by both transports."""
+        return sum(
+            transport.requests_sent
+            for transport in (self._sync_transport, self._async_transport)
+            if transport is not None
+        )
+
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None or self._pid != os.getpid():
             self._pid = os.getpid()

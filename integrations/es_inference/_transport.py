@@ -91,6 +91,12 @@ class _Base:
         self.pool_size = max(1, pool_size)
         self._secrets = config.secret_values()
         self._pid = os.getpid()
+        self._count_lock = threading.Lock()
+        self.requests_sent = 0
+
+    def _counted(self) -> None:
+        with self._count_lock:
+            self.requests_sent += 1
 
     def _client_kwargs(self) -> dict[str, Any]:
         headers = {
@@ -135,6 +141,7 @@ class _Base:
             )
 
     def _log_body(self, request: Request) -> None:
+        self._counted()
         if request.body and logger.isEnabledFor(logging.DEBUG):
             # Bodies may hold AWS keys (PUT); those are never logged.
             shown = "<endpoint config>" if request.method == "PUT" else request.body
