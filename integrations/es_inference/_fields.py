@@ -7,10 +7,18 @@ drops them, and the unpickled copy reads credentials from the environment again.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    model_validator,
+)
 
 from ._config import resolve_connection
 from ._constants import TITAN_MAX_INPUT_CHARS
@@ -100,8 +108,35 @@ class EndpointFields(BaseModel):
         default=True, description="Stay under the endpoint's rate limit."
     )
     requests_per_minute: float | None = Field(default=None, gt=0)
+    wait_timeout: float = Field(
+        default=600.0, gt=0, description="Longest wait for an in-cluster model (s)."
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between allocation polls."
+    )
 
     _slot: ServiceSlot = PrivateAttr(default_factory=ServiceSlot)
+
+    @model_validator(mode="after")
+    def _fill_from_environment(self) -> EndpointFields:
+        """Take unset connection and AWS settings from the environment (no I/O)."""
+        env = os.environ
+        if not self.es_url and not self.es_cloud_id:
+            self.es_url = env.get("ELASTICSEARCH_URL") or None
+            if not self.es_url:
+                self.es_cloud_id = env.get("ELASTIC_CLOUD_ID") or None
+        if not (self.es_api_key or self.es_password or self.es_bearer_token):
+            key = env.get("ELASTICSEARCH_API_KEY")
+            self.es_api_key = SecretStr(key) if key else None
+        if self.model and self.service in (None, "amazonbedrock"):
+            self.region = (
+                self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+            )
+            if self.aws_access_key_id is None and env.get("AWS_ACCESS_KEY_ID"):
+                self.aws_access_key_id = SecretStr(env["AWS_ACCESS_KEY_ID"])
+            if self.aws_secret_access_key is None and env.get("AWS_SECRET_ACCESS_KEY"):
+                self.aws_secret_access_key = SecretStr(env["AWS_SECRET_ACCESS_KEY"])
+        return self
 
     def _options(self, **extra: Any) -> ServiceOptions:
         return ServiceOptions(
@@ -109,6 +144,8 @@ class EndpointFields(BaseModel):
             retry=RetryPolicy(max_attempts=self.max_retries + 1),
             pace=self.pace,
             requests_per_minute=self.requests_per_minute,
+            wait_timeout=self.wait_timeout,
+            poll_interval=self.poll_interval,
             **extra,
         )
 

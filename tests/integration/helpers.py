@@ -1,0 +1,28 @@
+"""Settings shared by the integration tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+API_KEY = "test-api-key"
+AWS_ACCESS = "AKIDLOCALTESTACCESS1"
+AWS_SECRET = "local-test-secret-value-0123456789"
+TITAN = "amazon.titan-embed-text-v2:0"
+COHERE = "cohere.embed-english-v3"
+FAST = {"rate_limit": {"requests_per_minute": 600_000}}
+
+
+def bedrock(url: str, **overrides: Any) -> dict[str, Any]:
+    """Adapter arguments for a Bedrock endpoint on the local server."""
+    settings: dict[str, Any] = {
+        "model": TITAN,
+        "region": "us-east-1",
+        "es_url": url,
+        "es_api_key": API_KEY,
+        "aws_access_key_id": AWS_ACCESS,
+        "aws_secret_access_key": AWS_SECRET,
+        "service_settings": dict(FAST),
+        "max_retries": 2,
+    }
+    settings.update(overrides)
+    return settings
