@@ -37,6 +37,36 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from ._admin import rotate_aws_keys
+    from ._config import resolve_connection
+
+    access = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (access and secret):
+        if not sys.stdin.isatty():
+            print(
+                "es-inference: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the "
+                "new keys (they are never taken from the command line)",
+                file=sys.stderr,
+            )
+            return 2
+        access = getpass.getpass("New AWS access key id: ")
+        secret = getpass.getpass("New AWS secret access key: ")
+    how = rotate_aws_keys(
+        resolve_connection(es_url=args.es_url),
+        args.inference_id,
+        access,
+        secret,
+        force=args.force,
+    )
+    print(f"{args.inference_id}: AWS keys replaced ({how})")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run
 
@@ -88,6 +118,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--restart", action="store_true", help="ignore earlier progress and start over"
     )
     embed.set_defaults(run=_embed)
+
+    rotate = commands.add_parser(
+        "rotate-keys",
+        help="replace an amazonbedrock endpoint's AWS keys (read from the AWS "
+        "environment variables or prompted)",
+    )
+    rotate.add_argument("inference_id")
+    rotate.add_argument(
+        "--es-url", help="Elasticsearch URL (default: ELASTICSEARCH_URL)"
+    )
+    rotate.add_argument(
+        "--force",
+        action="store_true",
+        help="on clusters without _update, recreate even while pipelines or "
+        "indices use the endpoint",
+    )
+    rotate.set_defaults(run=_rotate)
 
     args = parser.parse_args(argv)
     logging.basicConfig(
