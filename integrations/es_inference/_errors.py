@@ -23,6 +23,7 @@ Every exception derives from :class:`EsInferenceError`. The tree::
     ├── EndpointNotReadyError             an in-cluster model did not start in time
     ├── StreamError                       a stream sent an error event or ended early
     └── PartialResultError                some inputs of a bulk call failed; keeps rest
+        └── PartialCompletionError        the same for prompts; keeps their answers
 
 ``ApiError`` carries ``status``, ``error_type``, ``reason``, ``caused_by`` and the
 ``inference_id`` of the call. ``retryable`` on any exception says whether sending the
@@ -53,6 +54,7 @@ __all__ = [
     "EsInferenceError",
     "InputError",
     "NotFoundError",
+    "PartialCompletionError",
     "PartialResultError",
     "RequestTimeout",
     "ResponseDecodeError",
@@ -338,3 +340,31 @@ class PartialResultError(EsInferenceError):
             f"{len(self.failed_indices)} of {total} inputs failed "
             f"(indices {shown}){cause}"
         )
+
+
+class PartialCompletionError(PartialResultError):
+    """Some prompts of a bulk completion failed; the other answers are kept.
+
+    Attributes:
+        texts: One entry per prompt: its answer, or ``None`` where it failed.
+
+    Resend only the failed prompts to complete the run::
+
+        try:
+            answers = service.complete_many(prompts)
+        except PartialCompletionError as exc:
+            retry = service.complete_many([prompts[i] for i in exc.failed_indices])
+            answers = exc.texts
+            for i, answer in zip(exc.failed_indices, retry):
+                answers[i] = answer
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str | None],
+        failed_indices: Sequence[int],
+        errors: Sequence[tuple[Sequence[int], BaseException]],
+        succeeded: npt.NDArray[np.bool_],
+    ) -> None:
+        self.texts = list(texts)
+        super().__init__(failed_indices, errors, None, succeeded, len(self.texts))

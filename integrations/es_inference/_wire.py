@@ -365,7 +365,7 @@ def _error_fields(body: bytes, status: int) -> tuple[str, str, dict[str, Any] | 
     try:
         data = _json.loads(body) if body else None
     except ValueError:
-        data = None
+        data = _event_stream_error(body)
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         # The standard envelope, or the OpenAI-style one of the chat path.
@@ -380,6 +380,19 @@ def _error_fields(body: bytes, status: int) -> tuple[str, str, dict[str, Any] | 
         return "", error, None
     text = body[:500].decode("utf-8", "replace").strip()
     return "", text or f"HTTP {status} with no body", None
+
+
+def _event_stream_error(body: bytes) -> Any:
+    # A stream that fails before it starts answers with the error status and one
+    # server-sent ``error`` event whose data is the usual error envelope.
+    for line in body.decode("utf-8", "replace").splitlines():
+        line = line.lstrip("\ufeff")
+        if line.startswith("data:"):
+            try:
+                return _json.loads(line[5:].strip())
+            except ValueError:
+                return None
+    return None
 
 
 def parse_allocation(body: bytes, deployment_id: str) -> tuple[str, int, int, str]:
