@@ -17,12 +17,22 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
+from ._completion import (
+    BEDROCK_COMPLETION_SETTINGS,
+    CompletionService,
+    check_stop,
+    check_task_settings,
+    merge_task_settings,
+)
 from ._config import resolve_connection
-from ._constants import TITAN_MAX_INPUT_CHARS
-from ._endpoint import build_spec
+from ._constants import BEDROCK_SERVICE, TITAN_MAX_INPUT_CHARS
+from ._endpoint import build_spec, infer_provider
+from ._errors import ConfigurationError
 from ._retry import RetryPolicy
 from ._service import EmbeddingService, InferenceService, ServiceOptions
 
@@ -224,3 +234,115 @@ class EmbeddingFields(EndpointFields):
                     )
         service: EmbeddingService = slot.service
         return service
+
+
+class CompletionFields(EndpointFields):
+    """Endpoint settings plus the task settings and stop sequences of completions.
+
+    The task-setting fields are sent with every request and override the endpoint's
+    stored ``task_settings`` field by field, so adapters that differ only in them
+    share one endpoint. Per-call keyword arguments of the same names (or a
+    ``task_settings`` mapping) override the fields.
+    """
+
+    max_new_tokens: int | None = Field(
+        default=None, strict=True, description="Most tokens to generate (positive)."
+    )
+    temperature: float | None = Field(
+        default=None, strict=True, description="Sampling temperature, 0.0 to 1.0."
+    )
+    top_p: float | None = Field(
+        default=None, strict=True, description="Nucleus sampling mass, 0.0 to 1.0."
+    )
+    top_k: float | None = Field(
+        default=None,
+        strict=True,
+        description="Top-k sampling, 0.0 to 1.0; Bedrock anthropic, cohere and "
+        "mistral models only.",
+    )
+    stop: list[str] | None = Field(
+        default=None,
+        description="Stop sequences; answers end before the earliest one (applied "
+        "on this side, the endpoint has no such setting).",
+    )
+    # Elasticsearch 9.5 waits 120 s for completions by default; sending the same
+    # explicitly gives older clusters the same patience.
+    request_timeout: float = Field(
+        default=120.0, gt=0, description="Server-side timeout sent with each call (s)."
+    )
+
+    # Field validators, not a model validator: a model validator's error would
+    # show the whole input, and with it the keys passed beside the bad setting.
+    @field_validator(*BEDROCK_COMPLETION_SETTINGS)
+    @classmethod
+    def _check_setting(cls, value: Any, info: ValidationInfo) -> Any:
+        """Reject an invalid task setting at construction."""
+        if value is not None and info.field_name is not None:
+            data = info.data
+            service = data.get("service")
+            if service is None:
+                # Only an inference_id: the service is known once the endpoint is
+                # fetched, and the settings are checked then, before sending them.
+                service = BEDROCK_SERVICE if data.get("model") else ""
+            check_task_settings(
+                {info.field_name: value},
+                service=service,
+                provider=_bedrock_provider(data)
+                if service == BEDROCK_SERVICE
+                else None,
+            )
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: list[str] | None) -> list[str] | None:
+        """Reject empty stop sequences at construction."""
+        check_stop(value)
+        return value
+
+    def default_task_settings(self) -> dict[str, Any]:
+        """The task settings the fields give, without unset ones."""
+        return merge_task_settings(
+            {name: getattr(self, name) for name in BEDROCK_COMPLETION_SETTINGS}
+        )
+
+    def call_task_settings(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The fields' task settings overridden by a call's keyword arguments.
+
+        Raises:
+            ConfigurationError: for a keyword argument that is not a task setting.
+        """
+        extra = dict(kwargs)
+        given = extra.pop("task_settings", None) or {}
+        named = {
+            name: extra.pop(name)
+            for name in BEDROCK_COMPLETION_SETTINGS
+            if name in extra
+        }
+        if extra:
+            raise ConfigurationError(
+                f"unknown keyword arguments {', '.join(sorted(extra))}; a call takes "
+                f"task_settings or {', '.join(BEDROCK_COMPLETION_SETTINGS)}"
+            )
+        return merge_task_settings(self.default_task_settings(), given, named)
+
+    def completion_service(self) -> CompletionService:
+        """The framework-free service behind this adapter, built on first use."""
+        slot = self._slot
+        if slot.service is None:
+            with _build_lock:
+                if slot.service is None:
+                    slot.service = self._build_service(CompletionService, "completion")
+        service: CompletionService = slot.service
+        return service
+
+
+def _bedrock_provider(data: dict[str, Any]) -> str | None:
+    provider = data.get("provider")
+    if isinstance(provider, str) and provider:
+        return provider
+    model = data.get("model")
+    try:
+        return infer_provider(model) if isinstance(model, str) and model else None
+    except ConfigurationError:
+        return None  # the spec reports an unknown provider with its own message
