@@ -54,7 +54,7 @@ from ._params import (
     time_param,
 )
 from ._responder import answer
-from ._settings import unknown_settings
+from ._settings import SECRET_KEYS, unknown_settings
 from ._sse import DONE_EVENT, StreamMode, completion_events, event
 from ._store import Endpoint, EndpointStore
 from ._version import EsVersion
@@ -436,25 +436,10 @@ class Application:
         if not INFERENCE_ID_PATTERN.match(inference_id):
             raise action_request_validation([_INVALID_ID.format(inference_id)])
         config, _ = self._config_map(request)
-        config_size = len(config)
-        task_type = self._resolve_task_type(url_task, config.pop("task_type", None))
-
-        service = config.pop("service", None)
-        if service is None:
-            raise status_exception(
-                "Inference endpoint configuration is missing the [service] setting"
-            )
-        secrets: dict[str, str] = {}
-        if service == _bedrock.SERVICE:
-            endpoint, secrets = _bedrock.parse_create(
-                inference_id, task_type, config, config_size, self.version
-            )
-        elif service == _internal.SERVICE:
-            endpoint = _internal.parse_create(
-                inference_id, task_type, config, config_size, self.version
-            )
-        else:
-            raise status_exception(f"Unknown service [{java_str(service)}]")
+        try:
+            endpoint, secrets = self._create(inference_id, url_task, config)
+        except EsError as error:
+            raise error.redacted(_secret_values(config)) from None
 
         if not self.store.add(endpoint, secrets):
             raise EsError(
@@ -464,8 +449,36 @@ class Application:
             )
         if endpoint.service == _internal.SERVICE:
             self.deployments.start(endpoint)
-        logger.info("created endpoint [%s] (%s, %s)", inference_id, service, task_type)
+        logger.info(
+            "created endpoint [%s] (%s, %s)",
+            inference_id,
+            endpoint.service,
+            endpoint.task_type,
+        )
         return self._json(self.view(endpoint))
+
+    def _create(
+        self, inference_id: str, url_task: str | None, body: dict[str, Any]
+    ) -> tuple[Endpoint, dict[str, str]]:
+        config = dict(body)
+        config_size = len(config)
+        task_type = self._resolve_task_type(url_task, config.pop("task_type", None))
+
+        service = config.pop("service", None)
+        if service is None:
+            raise status_exception(
+                "Inference endpoint configuration is missing the [service] setting"
+            )
+        if service == _bedrock.SERVICE:
+            return _bedrock.parse_create(
+                inference_id, task_type, config, config_size, self.version
+            )
+        if service == _internal.SERVICE:
+            endpoint = _internal.parse_create(
+                inference_id, task_type, config, config_size, self.version
+            )
+            return endpoint, {}
+        raise status_exception(f"Unknown service [{java_str(service)}]")
 
     @staticmethod
     def _resolve_task_type(url_task: str | None, body_task: Any) -> str:
@@ -569,8 +582,17 @@ class Application:
         if not INFERENCE_ID_PATTERN.match(inference_id):
             raise action_request_validation([_INVALID_ID.format(inference_id)])
         body, _ = self._config_map(request)
-        service_settings, task_settings, body_task = self._update_settings(body)
+        try:
+            updated = self._update(inference_id, url_task, body)
+        except EsError as error:
+            raise error.redacted(_secret_values(body)) from None
+        logger.info("updated endpoint [%s]", inference_id)
+        return self._json(self.view(updated))
 
+    def _update(
+        self, inference_id: str, url_task: str | None, body: dict[str, Any]
+    ) -> Endpoint:
+        service_settings, task_settings, body_task = self._update_settings(body)
         endpoint = self._endpoint(inference_id)
         requested = url_task
         if body_task is not None:
@@ -587,14 +609,13 @@ class Application:
                 self.version,
             )
             self.store.replace(updated, secrets)
-        else:
-            if task_settings:
-                raise _internal_unknown(task_settings)
-            updated = _internal.apply_update(endpoint, service_settings or {})
-            self.store.replace(updated)
-            self.deployments.update(updated)
-        logger.info("updated endpoint [%s]", inference_id)
-        return self._json(self.view(updated))
+            return updated
+        if task_settings:
+            raise _internal_unknown(task_settings)
+        updated = _internal.apply_update(endpoint, service_settings or {})
+        self.store.replace(updated)
+        self.deployments.update(updated)
+        return updated
 
     @staticmethod
     def _update_settings(
@@ -1016,6 +1037,17 @@ class Application:
             )
             events.append(event(dumps(error.body()), "error"))
         return Reply(200, events=events, mode=mode)
+
+
+def _secret_values(body: dict[str, Any]) -> list[str]:
+    settings = body.get("service_settings")
+    if not isinstance(settings, dict):
+        return []
+    return [
+        value
+        for key in SECRET_KEYS
+        if isinstance(value := settings.get(key), str) and value
+    ]
 
 
 def _internal_unknown(task_settings: dict[str, Any]) -> EsError:

@@ -2,8 +2,7 @@
 
 It does not generate text. It reads the prompt as context plus a question, ranks
 the context's sentences by embedding similarity to the question and answers with
-the best one (and the runner-up when it scores nearly as well), in their original
-order. The same prompt and settings always give
+the two best, in their original order. The same prompt and settings always give
 the same answer, so tests can compare streamed and non-streamed output exactly.
 
 The question is the text after the last ``Question:`` marker; without a marker it
@@ -32,8 +31,6 @@ _CONTEXT_LABEL = re.compile(r"^\s*context\s*:\s*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _TOKEN = re.compile(r"\S+")
 _TOP_SENTENCES = 2
-#: A runner-up sentence joins the answer when it scores at least this share of the best.
-_RUNNER_UP_SHARE = 0.9
 
 
 def split_prompt(prompt: str) -> tuple[str, str]:
@@ -84,9 +81,5 @@ def answer(prompt: str, embed: Embed, max_new_tokens: int | None = None) -> str:
     vectors = embed([question or prompt, *candidates])
     scores = vectors[1:] @ vectors[0]
     order = sorted(range(len(candidates)), key=lambda i: (-float(scores[i]), i))
-    best = float(scores[order[0]])
-    chosen = [
-        i for i in order[:_TOP_SENTENCES] if float(scores[i]) >= best * _RUNNER_UP_SHARE
-    ]
-    picked = sorted(chosen or order[:1])
+    picked = sorted(order[:_TOP_SENTENCES])
     return truncate_tokens(" ".join(candidates[i] for i in picked), max_new_tokens)

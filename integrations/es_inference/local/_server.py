@@ -144,9 +144,11 @@ class _Core:
             started = time.perf_counter()
             exchange = Exchange()
             reply = await self.app.handle(request, exchange)
-            keep_alive = await self._send(writer, request, reply, exchange)
             status = 0 if exchange.fault == "reset" else reply.status
+            # Recorded before the reply goes out, so a client that has its answer
+            # always finds the request in the log.
             self._record(request, status, exchange)
+            keep_alive = await self._send(writer, request, reply, exchange)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s -> %d in %.1f ms%s",

@@ -11,19 +11,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import EsError, status_exception, validation_exception
+from ._errors import REDACTED, EsError, status_exception, validation_exception
 from ._javafmt import grown_capacity, java_double, java_str
 
-__all__ = ["Extractor", "invalid_type", "unknown_settings"]
+__all__ = ["SECRET_KEYS", "Extractor", "invalid_type", "unknown_settings"]
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
+#: Settings whose values never appear in messages.
+SECRET_KEYS = frozenset({"access_key", "secret_key"})
+
+
 def invalid_type(key: str, value: Any, java_type: str) -> str:
     """Elasticsearch's message for a value of the wrong JSON type."""
+    shown = REDACTED if key in SECRET_KEYS else java_str(value)
     return (
         f"field [{key}] is not of the expected type. "
-        f"The value [{java_str(value)}] cannot be converted to a [{java_type}]"
+        f"The value [{shown}] cannot be converted to a [{java_type}]"
     )
 
 

@@ -1,0 +1,52 @@
+"""Shared fixtures: local Elasticsearch inference servers on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from es_inference.local import LocalServer
+from es_inference.local._models import EmbeddingModel, ModelUnavailableError, get_model
+
+#: The API key the ``local_server`` fixtures require.
+TEST_API_KEY = "test-api-key"
+
+
+@pytest.fixture(scope="session")
+def local_model() -> EmbeddingModel:
+    """The wordllama model, loaded once per test session."""
+    try:
+        return get_model("wordllama")
+    except ModelUnavailableError as exc:
+        pytest.skip(f"local model unavailable: {exc}")
+
+
+@pytest.fixture
+def local_server(local_model: EmbeddingModel) -> Iterator[LocalServer]:
+    """A running local server with default settings and API key ``test-api-key``."""
+    with LocalServer(api_key=TEST_API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def local_server_factory(
+    local_model: EmbeddingModel,
+) -> Iterator[Callable[..., LocalServer]]:
+    """Start local servers with custom options; all are stopped at teardown.
+
+    Keyword arguments go to :class:`LocalServer`; ``api_key`` defaults to
+    ``test-api-key``.
+    """
+    servers: list[LocalServer] = []
+
+    def start(**options: Any) -> LocalServer:
+        options.setdefault("api_key", TEST_API_KEY)
+        server = LocalServer(**options).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
