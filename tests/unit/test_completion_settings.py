@@ -402,7 +402,8 @@ def test_unknown_call_argument_is_named() -> None:
 def test_fields_are_checked_at_construction(
     extra: dict[str, Any], message: str
 ) -> None:
-    arguments = {"model": HAIKU, "aws_secret_access_key": "SECRET-NOT-SHOWN"}
+    arguments: dict[str, Any] = {"model": HAIKU}
+    arguments["aws_secret_access_key"] = "SECRET-NOT-SHOWN"
     arguments.update(extra)
     with pytest.raises(ValueError, match=message) as info:
         CompletionFields(region="us-east-1", es_url=NOWHERE, **arguments)
