@@ -8,6 +8,7 @@ with exactly that sentence. Its streams carry the same text as word-sized deltas
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -145,6 +146,64 @@ def test_batch_sends_one_request_per_prompt_and_keeps_order(
     assert len(records) == 9
     assert all(r.n_inputs == 1 for r in records)
     assert local_server.count("PUT") == 1
+
+
+class InFlight:
+    """Wraps a transport's ``perform`` to see how many requests overlap."""
+
+    def __init__(self, transport: Any) -> None:
+        self.now = 0
+        self.most = 0
+        self._lock = threading.Lock()
+        self._perform = transport.perform
+        transport.perform = self.perform
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.now -= 1
+
+    def perform(self, *args: Any) -> Any:
+        self._enter()
+        try:
+            return self._perform(*args)
+        finally:
+            self._leave()
+
+    async def aperform(self, *args: Any) -> Any:
+        self._enter()
+        try:
+            return await self._perform(*args)
+        finally:
+            self._leave()
+
+
+def test_batch_concurrency_is_bounded(
+    local_server: LocalServer, make_llm: Callable[..., ElasticInferenceLLM]
+) -> None:
+    llm = make_llm(concurrency=3)
+    llm.invoke(PROMPT)  # ensure the endpoint first
+    local_server.set_faults(FaultConfig(latency_ms=40))
+    watch = InFlight(llm.completion_service().sync_transport)
+    assert len(llm.batch([one_fact(i) for i in range(9)])) == 9
+    assert 2 <= watch.most <= 3
+
+
+async def test_abatch_concurrency_is_bounded(
+    local_server: LocalServer, make_llm: Callable[..., ElasticInferenceLLM]
+) -> None:
+    llm = make_llm(concurrency=3)
+    await llm.ainvoke(PROMPT)
+    local_server.set_faults(FaultConfig(latency_ms=40))
+    transport = llm.completion_service().async_transport
+    watch = InFlight(transport)
+    transport.perform = watch.aperform  # type: ignore[method-assign]
+    assert len(await llm.abatch([one_fact(i) for i in range(9)])) == 9
+    assert 2 <= watch.most <= 3
 
 
 def test_stream_joins_to_the_whole_answer(
