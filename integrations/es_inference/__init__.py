@@ -6,6 +6,7 @@ the endpoint helpers and the exceptions. Importing it loads neither framework no
 the local server.
 """
 
+from ._completion import CompletionService
 from ._config import ConnectionConfig, resolve_connection
 from ._endpoint import EndpointSpec, ReadyEndpoint, bedrock_spec, build_spec
 from ._errors import (
@@ -21,6 +22,7 @@ from ._errors import (
     EsInferenceError,
     InputError,
     NotFoundError,
+    PartialCompletionError,
     PartialResultError,
     RequestTimeout,
     ResponseDecodeError,
@@ -43,6 +45,7 @@ __all__ = [
     "AuthenticationError",
     "AuthorizationError",
     "BadRequestError",
+    "CompletionService",
     "ConfigurationError",
     "ConflictError",
     "ConnectionConfig",
@@ -57,6 +60,7 @@ __all__ = [
     "InferenceService",
     "InputError",
     "NotFoundError",
+    "PartialCompletionError",
     "PartialResultError",
     "RateLimiter",
     "ReadyEndpoint",

@@ -15,9 +15,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from typing_extensions import override
 
 from ._fields import EmbeddingFields
+from ._langchain_llm import ElasticInferenceLLM
 from ._wire import FloatArray
 
-__all__ = ["ElasticInferenceEmbeddings"]
+__all__ = ["ElasticInferenceEmbeddings", "ElasticInferenceLLM"]
 
 
 class ElasticInferenceEmbeddings(EmbeddingFields, Embeddings):

@@ -19,8 +19,9 @@ from pydantic import Field
 from typing_extensions import override
 
 from ._fields import EmbeddingFields
+from ._llama_index_llm import ElasticInferenceLLM
 
-__all__ = ["ElasticInferenceEmbedding"]
+__all__ = ["ElasticInferenceEmbedding", "ElasticInferenceLLM"]
 
 
 class ElasticInferenceEmbedding(EmbeddingFields, BaseEmbedding):

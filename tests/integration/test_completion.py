@@ -28,14 +28,14 @@ from es_inference import (
     ConfigurationError,
     EndpointMismatchError,
     InputError,
+    PartialCompletionError,
     ResponseDecodeError,
     ServerError,
     StreamError,
 )
-from es_inference._errors import PartialCompletionError
-from es_inference._langchain_llm import ElasticInferenceLLM
-from es_inference._llama_index_llm import ElasticInferenceLLM as LlamaLLM
+from es_inference.langchain import ElasticInferenceLLM
 from es_inference.llama_index import ElasticInferenceEmbedding
+from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import FaultConfig, LocalServer
 
 from .helpers import API_KEY, TITAN
