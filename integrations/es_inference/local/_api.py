@@ -43,7 +43,7 @@ from ._errors import (
 )
 from ._faults import FaultConfig, FaultPlan, RateLimiter
 from ._http import Request
-from ._javafmt import grown_capacity, hash_order, java_list, java_str
+from ._javafmt import grown_capacity, hash_order, java_list, java_str, masking
 from ._json import DecodeError, dumps, loads
 from ._models import EmbeddingModel, ModelUnavailableError, get_model, is_loaded
 from ._params import (
@@ -228,7 +228,7 @@ class Application:
         embedding_format: ``float``, ``bytes`` or ``bits``.
         model: Base model name (``wordllama`` or ``hashing``).
         allocation_delay_s: Seconds before in-cluster deployments are allocated.
-        allocation_polls: Stats polls before in-cluster deployments are allocated.
+        allocation_polls: Stats polls that still see new deployments starting.
     """
 
     def __init__(
@@ -436,10 +436,8 @@ class Application:
         if not INFERENCE_ID_PATTERN.match(inference_id):
             raise action_request_validation([_INVALID_ID.format(inference_id)])
         config, _ = self._config_map(request)
-        try:
+        with masking(_secret_values(config)):
             endpoint, secrets = self._create(inference_id, url_task, config)
-        except EsError as error:
-            raise error.redacted(_secret_values(config)) from None
 
         if not self.store.add(endpoint, secrets):
             raise EsError(
@@ -582,10 +580,8 @@ class Application:
         if not INFERENCE_ID_PATTERN.match(inference_id):
             raise action_request_validation([_INVALID_ID.format(inference_id)])
         body, _ = self._config_map(request)
-        try:
+        with masking(_secret_values(body)):
             updated = self._update(inference_id, url_task, body)
-        except EsError as error:
-            raise error.redacted(_secret_values(body)) from None
         logger.info("updated endpoint [%s]", inference_id)
         return self._json(self.view(updated))
 
@@ -819,7 +815,7 @@ class Application:
         body = self._infer_body(request)
         inputs = self._validate(body, url_task)
         exchange.n_inputs = len(inputs)
-        timeout = body.timeout or query_timeout
+        timeout = body.timeout if body.timeout is not None else query_timeout
 
         try:
             return await self._run(

@@ -17,7 +17,6 @@ from http import HTTPStatus
 from typing import Any
 
 __all__ = [
-    "REDACTED",
     "EsError",
     "action_request_validation",
     "illegal_argument",
@@ -26,10 +25,6 @@ __all__ = [
     "upstream_failure",
     "validation_exception",
 ]
-
-
-#: What stands in for a secret that would otherwise appear in an error message.
-REDACTED = "::es_redacted::"
 
 
 class EsError(Exception):
@@ -92,33 +87,6 @@ class EsError(Exception):
         if self.header is not None:
             error["header"] = self.header
         return {"error": error, "status": self.status}
-
-    def redacted(self, secrets: Sequence[str]) -> EsError:
-        """This error with every occurrence of ``secrets`` masked."""
-        if not secrets:
-            return self
-
-        def mask(value: Any) -> Any:
-            if isinstance(value, str):
-                for secret in secrets:
-                    value = value.replace(secret, REDACTED)
-                return value
-            if isinstance(value, dict):
-                return {k: mask(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [mask(v) for v in value]
-            return value
-
-        return EsError(
-            self.status,
-            self.error_type,
-            mask(self.reason),
-            caused_by=mask(self.caused_by),
-            root_cause=mask(self.root_cause),
-            header=self.header,
-            http_headers=self.http_headers,
-            flat=self.flat,
-        )
 
     def chat_body(self) -> dict[str, Any]:
         """The OpenAI-style body used on the ``chat_completion`` stream path."""

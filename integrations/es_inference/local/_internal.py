@@ -200,7 +200,7 @@ class Deployments:
 
     Args:
         delay_s: Seconds before a new deployment becomes fully allocated.
-        polls: Stats requests that must see a deployment before it is allocated.
+        polls: How many stats requests see a new deployment still ``starting``.
     """
 
     def __init__(self, delay_s: float = 0.0, polls: int = 0) -> None:
@@ -298,8 +298,8 @@ class Deployments:
                 raise not_found(f"No known trained model with model_id [{ids}]")
             entries = []
             for item in chosen:
-                item.polls += 1
                 entries.append(self._entry(item))
+                item.polls += 1
         return {"count": len(entries), "trained_model_stats": entries[start:][:size]}
 
     def _entry(self, item: _Deployment) -> dict[str, Any]:

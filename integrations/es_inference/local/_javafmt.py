@@ -9,11 +9,32 @@ in request order. Doubles print as ``Double.toString`` does (``1.0E-5``, ``100.0
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
 _LOAD_FACTOR = 0.75
+
+#: What a secret value is printed as.
+REDACTED = "::es_redacted::"
+
+_masked: ContextVar[frozenset[str]] = ContextVar("masked", default=frozenset())
+
+
+@contextmanager
+def masking(secrets: Collection[str]) -> Iterator[None]:
+    """Print these string values as :data:`REDACTED` while the block runs.
+
+    Elasticsearch echoes parsed request values in some messages (unknown settings,
+    invalid values); the local server never echoes a request's secrets.
+    """
+    token = _masked.set(frozenset(s for s in secrets if s))
+    try:
+        yield
+    finally:
+        _masked.reset(token)
 
 
 def _string_hash(text: str) -> int:
@@ -92,7 +113,7 @@ def java_str(value: Any, *, capacity: int | None = None) -> str:
     if isinstance(value, float):
         return java_double(value)
     if isinstance(value, str):
-        return value
+        return REDACTED if value in _masked.get() else value
     if isinstance(value, Mapping):
         size = capacity if capacity is not None else grown_capacity(len(value))
         keys = hash_order([str(k) for k in value], size)

@@ -279,7 +279,8 @@ class LocalServer:
         model: Base model: ``wordllama`` (the model in the ``wordllama`` wheel) or
             ``hashing`` (feature hashing, no data files).
         allocation_delay_s: Seconds until a new in-cluster deployment is allocated.
-        allocation_polls: Trained-model stats polls until it is allocated.
+        allocation_polls: How many trained-model stats polls still see a new
+            in-cluster deployment ``starting``.
         record_limit: How many requests :attr:`requests` keeps (oldest dropped).
 
     Example:
@@ -527,7 +528,7 @@ def serve(
         embedding_format: ``float``, ``bytes`` or ``bits``.
         model: ``wordllama`` or ``hashing``.
         allocation_delay_s: Seconds until in-cluster deployments are allocated.
-        allocation_polls: Stats polls until in-cluster deployments are allocated.
+        allocation_polls: Stats polls that still see new deployments starting.
     """
     server = LocalServer(
         host=host,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._errors import REDACTED, EsError, status_exception, validation_exception
-from ._javafmt import grown_capacity, java_double, java_str
+from ._errors import EsError, status_exception, validation_exception
+from ._javafmt import REDACTED, grown_capacity, java_double, java_str
 
 __all__ = ["SECRET_KEYS", "Extractor", "invalid_type", "unknown_settings"]
 
@@ -118,7 +118,7 @@ class Extractor:
         if canonical in values:
             return canonical
         self.errors.append(
-            f"[{scope}] Invalid value [{raw}] received. "
+            f"[{scope}] Invalid value [{java_str(raw)}] received. "
             f"[{key}] must be one of [{', '.join(sorted(values))}]"
         )
         return None
