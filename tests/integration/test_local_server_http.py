@@ -310,3 +310,9 @@ def test_hashing_model_serves_without_the_wheel(
         client.put("/_inference/text_embedding/titan", json=TITAN)
         body = client.post("/_inference/titan", json={"input": "hash me"}).json()
     assert len(body["text_embedding"][0]["embedding"]) == 256
+
+
+def test_a_busy_port_fails_start(local_server: LocalServer) -> None:
+    port = int(local_server.url.rsplit(":", 1)[1])
+    with pytest.raises(OSError):
+        LocalServer(port=port, model="hashing").start()
