@@ -11,7 +11,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -252,6 +253,11 @@ class SyncTransport(_Base):
                 self._client.close()
             self._client = None
 
+    def __del__(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None and self._pid == os.getpid():
+            client.close()
+
 
 class AsyncTransport(_Base):
     """Sends requests over a pooled ``httpx.AsyncClient``.
@@ -262,31 +268,38 @@ class AsyncTransport(_Base):
 
     def __init__(self, config: ConnectionConfig, pool_size: int = 16) -> None:
         super().__init__(config, pool_size)
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]]
-        self._clients = {}
+        self._clients: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
 
-    def _http(self) -> httpx.AsyncClient:
+    async def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._clients = {}
-            for key, (other, _) in list(self._clients.items()):
-                if other.is_closed():
-                    del self._clients[key]
             entry = self._clients.get(id(loop))
-            if entry is None or entry[0] is not loop:
-                entry = (loop, httpx.AsyncClient(**self._client_kwargs()))
-                self._clients[id(loop)] = entry
-            return entry[1]
+            if entry is not None and entry.loop is loop:
+                return entry.client
+            for key, old in list(self._clients.items()):
+                if old.loop.is_closed():
+                    del self._clients[key]
+            entry = _LoopClient(loop, httpx.AsyncClient(**self._client_kwargs()), self)
+            self._clients[id(loop)] = entry
+            siblings = _LOOP_CLIENTS.setdefault(loop, [])
+            orphans = [other for other in siblings if other.owner() is None]
+            siblings[:] = [other for other in siblings if other.owner() is not None]
+            siblings.append(entry)
+        await entry.keeper.__anext__()
+        for orphan in orphans:
+            await orphan.keeper.aclose()
+        return entry.client
 
     async def send(self, request: Request) -> bytes:
         """Send once; return the body of a 2xx answer or raise."""
         self._log_body(request)
         started = time.perf_counter()
         try:
-            response = await self._http().request(
+            response = await (await self._http()).request(
                 request.method,
                 request.path,
                 params=request.params or None,
@@ -335,7 +348,7 @@ class AsyncTransport(_Base):
         started = time.perf_counter()
         headers = {"accept": "text/event-stream"}
         try:
-            async with self._http().stream(
+            async with (await self._http()).stream(
                 request.method,
                 request.path,
                 params=request.params or None,
@@ -364,5 +377,42 @@ class AsyncTransport(_Base):
         loop = asyncio.get_running_loop()
         with self._lock:
             entry = self._clients.pop(id(loop), None)
+            if entry is not None and entry in _LOOP_CLIENTS.get(loop, []):
+                _LOOP_CLIENTS[loop].remove(entry)
         if entry is not None:
-            await entry[1].aclose()
+            await entry.keeper.aclose()
+
+
+async def _keep(client: httpx.AsyncClient) -> AsyncGenerator[httpx.AsyncClient, None]:
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+class _LoopClient:
+    """An async client bound to one event loop, closed on that loop.
+
+    An async generator started on the loop holds the client open. The loop keeps it
+    (through ``_LOOP_CLIENTS``) until the loop shuts down (``asyncio.run``,
+    ``asyncio.Runner``, test runners), which finalizes its async generators and so
+    closes the connections on the right loop. Clients whose transport is gone are
+    closed the next time a new client starts on the same loop.
+    """
+
+    __slots__ = ("client", "keeper", "loop", "owner")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: httpx.AsyncClient,
+        owner: AsyncTransport,
+    ) -> None:
+        self.loop = loop
+        self.client = client
+        self.keeper = _keep(client)
+        self.owner = weakref.ref(owner)
+
+
+_LOOP_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_LoopClient]]
+_LOOP_CLIENTS = weakref.WeakKeyDictionary()
