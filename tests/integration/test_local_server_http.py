@@ -316,3 +316,14 @@ def test_a_busy_port_fails_start(local_server: LocalServer) -> None:
     port = int(local_server.url.rsplit(":", 1)[1])
     with pytest.raises(OSError):
         LocalServer(port=port, model="hashing").start()
+
+
+def test_a_stopped_server_can_start_again(local_model: object) -> None:
+    server = LocalServer(api_key=API_KEY)
+    for _ in range(2):
+        with server, httpx.Client(base_url=server.url, headers=HEADERS) as client:
+            client.put("/_inference/text_embedding/titan", json=TITAN)
+            long_text = "words " * 4000  # large inputs are embedded off the loop
+            response = client.post("/_inference/titan", json={"input": long_text})
+            assert response.status_code == 200
+            client.delete("/_inference/titan")

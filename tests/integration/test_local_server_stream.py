@@ -202,7 +202,8 @@ def test_request_errors_before_the_action_are_plain_json(http: httpx.Client) -> 
 
 
 def test_chat_completion_path_uses_the_openai_error_format(http: httpx.Client) -> None:
-    wrong = http.post("/_inference/chat_completion/chat/_stream", json={"input": "x"})
+    messages = {"messages": [{"role": "user", "content": "Hi"}]}
+    wrong = http.post("/_inference/chat_completion/chat/_stream", json=messages)
     assert wrong.status_code == 400
     assert json.loads(parse(wrong.content)[0][1]) == {
         "error": {
@@ -212,7 +213,7 @@ def test_chat_completion_path_uses_the_openai_error_format(http: httpx.Client) -
             "type": "status_exception",
         }
     }
-    missing = http.post("/_inference/chat_completion/nope/_stream", json={"input": "x"})
+    missing = http.post("/_inference/chat_completion/nope/_stream", json=messages)
     assert json.loads(parse(missing.content)[0][1])["error"]["code"] == "not_found"
 
 

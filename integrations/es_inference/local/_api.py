@@ -205,6 +205,16 @@ def _parse_failure(
     )
 
 
+def _token_name(value: Any) -> str:
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, str):
+        return "VALUE_STRING"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    return "VALUE_NULL" if value is None else "VALUE_NUMBER"
+
+
 def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
@@ -254,12 +264,14 @@ class Application:
         self.model_name = model
         self._limiter = RateLimiter()
         self._routes = _routes(self.version)
-        self._executor = ThreadPoolExecutor(2, thread_name_prefix="es-inference-local")
+        self._executor: ThreadPoolExecutor | None = None
         self._fault_sequence = 0
 
     def close(self) -> None:
-        """Release the worker threads."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Release the worker threads (they are created again when needed)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     # ----------------------------------------------------------------- dispatch
 
@@ -699,7 +711,8 @@ class Application:
             raise EsError(
                 400,
                 "x_content_parse_exception",
-                f"[1:1] [{_PARSER_NAME}] Expected START_OBJECT but was: START_ARRAY",
+                f"[1:1] [{_PARSER_NAME}] Expected START_OBJECT but was: "
+                f"{_token_name(data)}",
             )
         for key in data:
             known = key in _INFER_FIELDS and (
@@ -812,6 +825,8 @@ class Application:
         check_params(request.path, request.query, ("timeout",))
         query_timeout = time_param(request.query, "timeout")
         exchange.inference_id = inference_id
+        if stream and url_task == "chat_completion":
+            return self._chat_stream(request, inference_id)
         body = self._infer_body(request)
         inputs = self._validate(body, url_task)
         exchange.n_inputs = len(inputs)
@@ -822,11 +837,22 @@ class Application:
                 exchange, inference_id, url_task, inputs, body, timeout, stream
             )
         except EsError as error:
-            if stream and url_task == "chat_completion":
-                return self._sse_error(error, chat=True)
             if stream:
                 return self._sse_error(error)
             raise
+
+    def _chat_stream(self, request: Request, inference_id: str) -> Reply:
+        # No service here offers chat_completion: every endpoint either does not
+        # exist or has another task type, reported in the OpenAI-style format.
+        self._config_map(request)
+        try:
+            endpoint = self._endpoint(inference_id)
+            raise status_exception(
+                "Incompatible task_type for unified API, the requested type "
+                f"[{endpoint.task_type}] must be one of [chat_completion]"
+            )
+        except EsError as error:
+            return self._sse_error(error, chat=True)
 
     def _sse_error(self, error: EsError, *, chat: bool = False) -> Reply:
         data = dumps(error.chat_body() if chat else error.body())
@@ -843,11 +869,6 @@ class Application:
         stream: bool,
     ) -> Reply:
         endpoint = self._endpoint(inference_id)
-        if url_task == "chat_completion" and stream:
-            raise status_exception(
-                "Incompatible task_type for unified API, the requested type "
-                f"[{endpoint.task_type}] must be one of [chat_completion]"
-            )
         if url_task is not None and url_task != endpoint.task_type:
             raise status_exception(
                 f"Incompatible task_type, the requested type [{url_task}] does not "
@@ -965,6 +986,10 @@ class Application:
     ) -> Any:
         if is_loaded(self.model_name) and chars <= _INLINE_CHARS:
             return work(self._model())
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                2, thread_name_prefix="es-inference-local"
+            )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: work(self._model()))
 

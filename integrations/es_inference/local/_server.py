@@ -82,6 +82,7 @@ class _Core:
         self._records_lock = threading.Lock()
 
     async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port``; returns the bound port."""
         self._server = await asyncio.start_server(
             self._serve, host, port, limit=_READ_LIMIT
         )
@@ -89,6 +90,7 @@ class _Core:
         return int(sockname[1])
 
     async def close(self) -> None:
+        """Stop listening and drop every open connection."""
         if self._server is not None:
             self._server.close()
         for writer in list(self._connections):
@@ -247,10 +249,12 @@ class _Core:
             self._records.append(record)
 
     def records(self) -> list[RequestRecord]:
+        """A copy of the request log."""
         with self._records_lock:
             return list(self._records)
 
     def clear_records(self) -> None:
+        """Empty the request log."""
         with self._records_lock:
             self._records.clear()
 
