@@ -13,8 +13,9 @@ from types import TracebackType
 from typing import NamedTuple
 from urllib.parse import unquote
 
-from ._api import EMBEDDING_FORMATS, Application, Exchange, Reply
+from ._api import Application
 from ._auth import Authenticator
+from ._exchange import Exchange, Reply
 from ._faults import FaultConfig, FaultPlan
 from ._http import (
     LAST_CHUNK,
@@ -25,6 +26,7 @@ from ._http import (
     read_request,
     response_head,
 )
+from ._inference import EMBEDDING_FORMATS
 from ._models import BASE_MODELS
 from ._sse import StreamMode, split_event
 
@@ -413,14 +415,14 @@ class LocalServer:
     @property
     def faults(self) -> FaultConfig:
         """The fault configuration in effect."""
-        return self._app.fault_plan.config
+        return self._app.switches.fault_plan.config
 
     def set_faults(self, faults: FaultConfig | None) -> None:
         """Replace the fault configuration (``None`` for none); new requests see it.
 
         The seeded generator restarts, so a seed gives the same draws again.
         """
-        self._app.fault_plan = FaultPlan(faults or FaultConfig())
+        self._app.switches.fault_plan = FaultPlan(faults or FaultConfig())
 
     def set_stream_mode(
         self,
@@ -446,7 +448,7 @@ class LocalServer:
         for name, value in (("error_after", error_after), ("cut_after", cut_after)):
             if value is not None and value < 0:
                 raise ValueError(f"{name} must not be negative, got {value}")
-        self._app.stream_mode = StreamMode(
+        self._app.switches.stream_mode = StreamMode(
             split_events, error_after, cut_after, multi_delta, delay_ms
         )
 
@@ -454,7 +456,7 @@ class LocalServer:
         """Answer embeddings as ``float``, ``bytes`` or ``bits`` from now on."""
         if embedding_format not in EMBEDDING_FORMATS:
             raise ValueError(f"embedding_format must be one of {EMBEDDING_FORMATS}")
-        self._app.embedding_format = embedding_format
+        self._app.switches.embedding_format = embedding_format
 
     def mark_in_use(
         self,
