@@ -42,7 +42,8 @@ class ElasticInferenceLLM(CompletionFields, CustomLLM):
     On first use the adapter gets, creates or reuses its ``completion`` endpoint;
     with only ``inference_id`` it uses that endpoint as it is. ``acomplete`` and
     ``astream_complete`` (and the chat methods built on them) run natively on
-    asyncio. Stop sequences (``stop``) are applied on this side.
+    asyncio. Stop sequences (``stop``, or ``stop=`` per call) are applied on this
+    side; task settings can be overridden per call by keyword.
 
     ``context_window`` and ``num_output`` only tell LlamaIndex how much text it may
     pack into one prompt. ``context_window`` defaults to 200,000 tokens, the window
@@ -98,6 +99,15 @@ class ElasticInferenceLLM(CompletionFields, CustomLLM):
         convert = self.completion_to_prompt
         return prompt if formatted or convert is None else convert(prompt)
 
+    def _call_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # A call may pass stop= and task settings; stop= replaces the field.
+        extra = dict(kwargs)
+        stop = extra.pop("stop", None)
+        return {
+            "task_settings": self.call_task_settings(extra),
+            "stop": self.stop if stop is None else stop,
+        }
+
     def _chat_prompt(self, messages: Sequence[ChatMessage]) -> str:
         convert = self.messages_to_prompt or generic_messages_to_prompt
         return convert(messages)
@@ -109,8 +119,7 @@ class ElasticInferenceLLM(CompletionFields, CustomLLM):
     ) -> CompletionResponse:
         text = self.completion_service().complete(
             self._prompt(prompt, formatted),
-            task_settings=self.call_task_settings(kwargs),
-            stop=self.stop,
+            **self._call_options(kwargs),
         )
         return CompletionResponse(text=text)
 
@@ -121,8 +130,7 @@ class ElasticInferenceLLM(CompletionFields, CustomLLM):
     ) -> CompletionResponseGen:
         pieces = self.completion_service().stream(
             self._prompt(prompt, formatted),
-            task_settings=self.call_task_settings(kwargs),
-            stop=self.stop,
+            **self._call_options(kwargs),
         )
 
         def gen() -> CompletionResponseGen:
@@ -140,8 +148,7 @@ class ElasticInferenceLLM(CompletionFields, CustomLLM):
     ) -> CompletionResponse:
         text = await self.completion_service().acomplete(
             self._prompt(prompt, formatted),
-            task_settings=self.call_task_settings(kwargs),
-            stop=self.stop,
+            **self._call_options(kwargs),
         )
         return CompletionResponse(text=text)
 
@@ -152,8 +159,7 @@ class ElasticInferenceLLM(CompletionFields, CustomLLM):
     ) -> CompletionResponseAsyncGen:
         pieces = self.completion_service().astream(
             self._prompt(prompt, formatted),
-            task_settings=self.call_task_settings(kwargs),
-            stop=self.stop,
+            **self._call_options(kwargs),
         )
 
         async def gen() -> CompletionResponseAsyncGen:

@@ -25,14 +25,17 @@ from llama_index.core.callbacks.schema import CBEventType
 from pydantic import SecretStr
 
 from es_inference import (
+    ApiError,
     ConfigurationError,
     EndpointMismatchError,
     InputError,
+    NotFoundError,
     PartialCompletionError,
     ResponseDecodeError,
     ServerError,
     StreamError,
 )
+from es_inference._wire import infer
 from es_inference.langchain import ElasticInferenceLLM
 from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
@@ -552,6 +555,29 @@ def test_cluster_that_cannot_stream_answers_405(
     assert server.count("POST", STREAM) == 2
 
 
+def test_stream_errors_before_start_are_parsed_from_their_event(
+    local_server: LocalServer, embedding: ElasticInferenceEmbedding
+) -> None:
+    # Elasticsearch answers a stream that cannot start with the error status and
+    # one error event; the transport reads the envelope out of that event.
+    embedding.get_text_embedding("hello")
+    vectors_id = embedding.embedding_service().endpoint().info.inference_id
+    transport = embedding.embedding_service().sync_transport
+    request = infer("text_embedding", vectors_id, "x", stream=True)
+    with pytest.raises(ApiError) as info, transport.stream(request):
+        pass
+    assert (info.value.status, info.value.error_type) == (405, "status_exception")
+    assert info.value.reason == (
+        "Streaming is not allowed for service [amazonbedrock] and task "
+        "[text_embedding]. Supported tasks: [completion]"
+    )
+    request = infer("completion", "missing", "x", stream=True)
+    with pytest.raises(NotFoundError) as missing, transport.stream(request):
+        pass
+    assert missing.value.error_type == "resource_not_found_exception"
+    assert missing.value.reason == "Inference endpoint not found [missing]"
+
+
 def test_deleted_endpoint_is_recreated_for_a_stream(
     local_server: LocalServer, make_llm: Callable[..., ElasticInferenceLLM]
 ) -> None:
@@ -694,6 +720,15 @@ async def test_llama_async_is_native(
     assert chat.message.content
     chunks = [c async for c in await llm.astream_chat([message])]
     assert chunks[-1].message.content == chat.message.content
+
+
+def test_llama_call_options_override_the_fields(llama_llm: LlamaLLM) -> None:
+    assert llama_llm.complete(PROMPT, stop=["search"]).text == "Elastic makes Elastic"
+    assert words(llama_llm.complete(PROMPT, max_new_tokens=2).text) == 2
+    pieces = [r.delta for r in llama_llm.stream_complete(PROMPT, stop=[", a"])]
+    assert "".join(p or "" for p in pieces) == "Elastic makes Elasticsearch"
+    with pytest.raises(ConfigurationError, match="temperature=7 is invalid"):
+        llama_llm.complete(PROMPT, temperature=7)
 
 
 def test_llama_metadata_defaults_and_overrides(local_server: LocalServer) -> None:
