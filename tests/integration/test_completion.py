@@ -204,7 +204,7 @@ async def test_abatch_concurrency_is_bounded(
     local_server.set_faults(FaultConfig(latency_ms=40))
     transport = llm.completion_service().async_transport
     watch = InFlight(transport)
-    transport.perform = watch.aperform  # type: ignore[method-assign]
+    transport.perform = watch.aperform  # type: ignore[method-assign, assignment]
     assert len(await llm.abatch([one_fact(i) for i in range(9)])) == 9
     assert 2 <= watch.most <= 3
 
