@@ -21,14 +21,21 @@ def reference_passages(max_chars: int = 1200) -> list[Passage]:
     """
     from pydoc_data.topics import topics
 
+    # Some topics repeat others whole ("compound" holds "with", "try", …): keep each
+    # paragraph only in the shortest topic that has it, so that a question about
+    # the with statement finds the "with" topic.
+    owner: dict[str, str] = {}
+    for topic, body in sorted(topics.items(), key=lambda item: -len(item[1])):
+        for paragraph in _paragraphs(body):
+            owner[paragraph] = topic
+
     passages = []
     for topic, body in sorted(topics.items()):
         title = body.strip().splitlines()[0].strip()
         current: list[str] = []
         size = 0
-        for paragraph in body.split("\n\n"):
-            paragraph = paragraph.strip()
-            if not paragraph or set(paragraph) <= set("*=-"):
+        for paragraph in _paragraphs(body):
+            if owner[paragraph] != topic:
                 continue
             if current and size + len(paragraph) > max_chars:
                 passages.append(Passage(topic, _join(title, current)))
@@ -38,6 +45,14 @@ def reference_passages(max_chars: int = 1200) -> list[Passage]:
         if current:
             passages.append(Passage(topic, _join(title, current)))
     return passages
+
+
+def _paragraphs(body: str) -> list[str]:
+    return [
+        paragraph.strip()
+        for paragraph in body.split("\n\n")
+        if paragraph.strip() and not set(paragraph.strip()) <= set("*=-")
+    ]
 
 
 def _join(title: str, paragraphs: list[str]) -> str:

@@ -20,9 +20,9 @@ EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
 
 #: Questions and the reference topic that answers each.
 QUESTIONS: tuple[tuple[str, str], ...] = (
-    ("How does the with statement call __enter__ and __exit__?", "with"),
+    ("What does the with statement guarantee about __exit__?", "with"),
     ("How do I catch an exception and run cleanup code in finally?", "try"),
-    ("What does the yield expression do inside a generator function?", "yieldexpr"),
+    ("What does the yield statement do inside a generator function?", "yield"),
     ("How do I define a function with default parameter values?", "function"),
     ("How are chained comparisons like a < b < c evaluated?", "comparisons"),
     ("What does the global statement do?", "global"),

@@ -68,6 +68,8 @@ class EndpointFields(BaseModel):
         protected_namespaces=(),
         arbitrary_types_allowed=True,
         validate_assignment=False,
+        # Validation errors would otherwise quote the input, credentials included.
+        hide_input_in_errors=True,
     )
 
     inference_id: str | None = Field(

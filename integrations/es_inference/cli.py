@@ -21,6 +21,11 @@ def _embed(args: argparse.Namespace) -> int:
             inference_id=args.inference_id,
             model=args.model,
             region=args.region,
+            service_settings=(
+                {"rate_limit": {"requests_per_minute": args.rate_limit}}
+                if args.rate_limit
+                else None
+            ),
         ),
         ServiceOptions(concurrency=args.concurrency),
     )
@@ -111,6 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     embed.add_argument("--region", help="AWS region (default: AWS_REGION)")
     embed.add_argument(
         "--es-url", help="Elasticsearch URL (default: ELASTICSEARCH_URL)"
+    )
+    embed.add_argument(
+        "--rate-limit",
+        type=int,
+        help="requests per minute to set on an endpoint this command creates "
+        "(Elasticsearch's default for amazonbedrock is 240)",
     )
     embed.add_argument("--concurrency", type=int, default=16)
     embed.add_argument("--chunk", type=int, default=2048, help="texts per step")

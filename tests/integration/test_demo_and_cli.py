@@ -1,0 +1,118 @@
+"""The demo's main job and the ``embed`` command, end to end."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from es_inference import EmbeddingService, build_spec, resolve_connection
+from es_inference._demo import QUESTIONS, run
+from es_inference._files import count_texts, embed_to_file, read_texts
+from es_inference.cli import main
+
+from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, FAST, TITAN
+
+
+def test_demo_answers_from_the_right_reference_topics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ELASTICSEARCH_URL", raising=False)
+    monkeypatch.delenv("ELASTIC_CLOUD_ID", raising=False)
+    out = io.StringIO()
+    report = run(stream=out)
+    text = out.getvalue()
+    assert report.hits == len(QUESTIONS), text
+    assert report.dimensions == 256
+    assert report.passages > 300
+    assert report.requests >= report.passages  # Titan: one text per request
+    assert "started the local stand-in server" in text
+    with_block = text.split("Q: What does the with statement")[1].split("Q:")[0]
+    assert with_block.split("LangChain top topics:")[1].split(",")[0].strip() == "with"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(f"line {i} of the corpus" for i in range(50)) + "\n")
+    return path
+
+
+def _service(url: str) -> EmbeddingService:
+    return EmbeddingService(
+        resolve_connection(es_url=url, es_api_key=API_KEY, env={}),
+        build_spec(
+            "text_embedding",
+            model=TITAN,
+            region="us-east-1",
+            aws_access_key_id=AWS_ACCESS,
+            aws_secret_access_key=AWS_SECRET,
+            service_settings=FAST,
+            env={},
+        ),
+    )
+
+
+def test_embed_command_writes_the_array(
+    local_server: Any, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ELASTICSEARCH_API_KEY", API_KEY)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", AWS_ACCESS)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    out = tmp_path / "vectors.npy"
+    code = main(
+        [
+            "embed",
+            str(corpus),
+            "--out",
+            str(out),
+            "--model",
+            TITAN,
+            "--region",
+            "us-east-1",
+            "--es-url",
+            local_server.url,
+            "--chunk",
+            "16",
+            "--rate-limit",
+            "600000",
+        ]
+    )
+    assert code == 0
+    vectors = np.load(out)
+    assert vectors.shape == (50, 256) and vectors.dtype == np.float32
+    expected = _service(local_server.url).embed(list(read_texts(corpus)))
+    np.testing.assert_array_equal(vectors, expected)
+
+
+def test_embed_to_file_resumes_after_an_interruption(
+    local_server: Any, corpus: Path, tmp_path: Path
+) -> None:
+    service = _service(local_server.url)
+    total = count_texts(corpus)
+    full = tmp_path / "full.npy"
+    embed_to_file(service, lambda: read_texts(corpus), total, full, chunk=16)
+
+    part = tmp_path / "part.npy"
+    texts = list(read_texts(corpus))
+
+    def interrupted() -> Any:
+        for i, text in enumerate(texts):
+            if i == 20:
+                raise KeyboardInterrupt
+            yield text
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(service, interrupted, total, part, chunk=8)
+    progress = part.with_name(part.name + ".progress")
+    assert progress.read_text() == "16"
+
+    local_server.clear_requests()
+    written = embed_to_file(service, lambda: read_texts(corpus), total, part, chunk=8)
+    assert written == 34
+    assert local_server.count("POST") == 34
+    assert not progress.exists()
+    np.testing.assert_array_equal(np.load(part), np.load(full))
