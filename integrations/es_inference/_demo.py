@@ -17,6 +17,7 @@ from ._corpus import Passage, reference_passages
 logger = logging.getLogger("es_inference.demo")
 
 EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
+COMPLETION_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 
 #: Questions and the reference topic that answers each.
 QUESTIONS: tuple[tuple[str, str], ...] = (
@@ -38,6 +39,7 @@ class DemoReport:
     requests: int
     seconds: float
     hits: int
+    answer: str = ""
 
 
 @contextlib.contextmanager
@@ -78,7 +80,7 @@ def run(stream: TextIO = sys.stdout, top_k: int = 3) -> DemoReport:
     from llama_index.core import VectorStoreIndex
     from llama_index.core.schema import TextNode
 
-    from .langchain import ElasticInferenceEmbeddings
+    from .langchain import ElasticInferenceEmbeddings, ElasticInferenceLLM
     from .llama_index import ElasticInferenceEmbedding
 
     with _cluster(stream) as settings:
@@ -136,15 +138,45 @@ def run(stream: TextIO = sys.stdout, top_k: int = 3) -> DemoReport:
             print(f"   LlamaIndex top topics: {', '.join(li_topics)}", file=stream)
             best = _first_lines(li_results[0].node.get_content()) if li_results else ""
             print(f"   best passage: {best}", file=stream)
+        # Generation: retrieve passages, then stream an answer from a completion
+        # endpoint that the library creates (or reuses) the same way.
+        question = QUESTIONS[0][0]
+        context = "\n\n".join(
+            " ".join(doc.page_content.split())  # unwrap the reference's hard lines
+            for doc in store.similarity_search(question, k=top_k)
+        )
+        prompt = (
+            "Answer the question from the passages of the Python reference.\n\n"
+            f"Passages:\n{context}\n\nQuestion: {question}\nAnswer:"
+        )
+        llm = ElasticInferenceLLM(
+            model=COMPLETION_MODEL, max_new_tokens=200, **settings
+        )
+        print(f"\nAsking {COMPLETION_MODEL}: {question}\n   ", end="", file=stream)
+        pieces = []
+        for token in llm.stream(prompt):
+            pieces.append(token)
+            print(token, end="", file=stream, flush=True)
+        print(file=stream)
+
         requests = (
-            service.requests_sent + li_embedding.embedding_service().requests_sent
+            service.requests_sent
+            + li_embedding.embedding_service().requests_sent
+            + llm.completion_service().requests_sent
         )
         print(
             f"\n{hits} of {len(QUESTIONS)} questions found their reference topic in "
             f"the top {top_k}; {requests} requests in all.",
             file=stream,
         )
-        return DemoReport(len(passages), int(vectors.shape[1]), requests, seconds, hits)
+        return DemoReport(
+            len(passages),
+            int(vectors.shape[1]),
+            requests,
+            seconds,
+            hits,
+            "".join(pieces),
+        )
 
 
 def _first_lines(text: str, width: int = 100) -> str:

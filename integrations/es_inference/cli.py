@@ -153,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
+        # Say plainly when the local stand-in starts; keep its request chatter quiet.
         logging.getLogger("es_inference.local").setLevel(logging.INFO)
+        for quiet in ("api", "models"):
+            logging.getLogger(f"es_inference.local.{quiet}").setLevel(logging.WARNING)
     from ._errors import EsInferenceError
 
     try:

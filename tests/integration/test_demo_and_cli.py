@@ -30,6 +30,7 @@ def test_demo_answers_from_the_right_reference_topics(
     assert report.passages > 300
     assert report.requests >= report.passages  # Titan: one text per request
     assert "started the local stand-in server" in text
+    assert "__exit__" in report.answer and report.answer in text
     with_block = text.split("Q: What does the with statement")[1].split("Q:")[0]
     assert with_block.split("LangChain top topics:")[1].split(",")[0].strip() == "with"
 
