@@ -28,6 +28,7 @@ from ._constants import (
 )
 from ._endpoint import EndpointSpec, ReadyEndpoint, ensure_steps, run_async, run_sync
 from ._errors import (
+    BadRequestError,
     ConfigurationError,
     EsInferenceError,
     NotFoundError,
@@ -35,7 +36,14 @@ from ._errors import (
 )
 from ._retry import RateLimiter, RetryPolicy, shared_limiter
 from ._transport import AsyncTransport, SyncTransport
-from ._wire import FloatArray, embedding_rows, infer, row_width, write_embeddings
+from ._wire import (
+    FloatArray,
+    Request,
+    embedding_rows,
+    infer,
+    row_width,
+    write_embeddings,
+)
 
 logger = logging.getLogger("es_inference.service")
 
@@ -338,6 +346,35 @@ class EmbeddingService(InferenceService):
     def _prepare(self, texts: Sequence[str]) -> list[str]:
         return check_texts(texts, self.options.max_input_chars)
 
+    _input_type_accepted = True
+
+    def _embed_request(
+        self, ready: ReadyEndpoint, texts: list[str], input_type: str | None
+    ) -> Request:
+        return infer(
+            "text_embedding",
+            ready.info.inference_id,
+            texts,
+            input_type=input_type if self._input_type_accepted else None,
+            timeout=self.connection.server_timeout_param,
+        )
+
+    def _input_type_refused(self, error: BadRequestError, sent: str | None) -> bool:
+        """True if the cluster predates ``input_type`` in the body (before 8.19/9.1).
+
+        The call is then sent again without it, and so are all later ones.
+        """
+        if sent is None or "input_type" not in error.reason:
+            return False
+        if self._input_type_accepted:
+            self._input_type_accepted = False
+            logger.warning(
+                "this cluster does not take input_type in inference requests; "
+                "sending without it (%s)",
+                error.reason,
+            )
+        return True
+
     def _request_parts(
         self, ready: ReadyEndpoint, input_type: str
     ) -> tuple[int, str | None, RateLimiter | None]:
@@ -366,19 +403,18 @@ class EmbeddingService(InferenceService):
         ready = self.endpoint()
         size, kind, limiter = self._request_parts(ready, input_type)
         assembly = Assembly(len(items), dims=ready.info.dimensions, out=out)
-        timeout = self.connection.server_timeout_param
         transport = self.sync_transport
         retry = self.options.retry
 
         def work(start: int, stop: int) -> None:
             def send(ready: ReadyEndpoint) -> tuple[str, list[Any]]:
-                request = infer(
-                    "text_embedding",
-                    ready.info.inference_id,
-                    items[start:stop],
-                    input_type=kind,
-                    timeout=timeout,
-                )
+                request = self._embed_request(ready, items[start:stop], kind)
+                try:
+                    return transport.perform(request, retry, embedding_rows, limiter)
+                except BadRequestError as exc:
+                    if not self._input_type_refused(exc, kind):
+                        raise
+                request = self._embed_request(ready, items[start:stop], kind)
                 return transport.perform(request, retry, embedding_rows, limiter)
 
             try:
@@ -404,19 +440,20 @@ class EmbeddingService(InferenceService):
         ready = await self.aendpoint()
         size, kind, limiter = self._request_parts(ready, input_type)
         assembly = Assembly(len(items), dims=ready.info.dimensions, out=out)
-        timeout = self.connection.server_timeout_param
         transport = self.async_transport
         retry = self.options.retry
 
         async def work(start: int, stop: int) -> None:
             async def send(ready: ReadyEndpoint) -> tuple[str, list[Any]]:
-                request = infer(
-                    "text_embedding",
-                    ready.info.inference_id,
-                    items[start:stop],
-                    input_type=kind,
-                    timeout=timeout,
-                )
+                request = self._embed_request(ready, items[start:stop], kind)
+                try:
+                    return await transport.perform(
+                        request, retry, embedding_rows, limiter
+                    )
+                except BadRequestError as exc:
+                    if not self._input_type_refused(exc, kind):
+                        raise
+                request = self._embed_request(ready, items[start:stop], kind)
                 return await transport.perform(request, retry, embedding_rows, limiter)
 
             try:

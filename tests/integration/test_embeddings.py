@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -247,3 +248,42 @@ def test_byte_and_bit_results_are_decoded(local_server_factory: Any, fmt: str) -
     else:
         assert np.all(vectors == np.round(vectors))
         assert vectors.min() >= -128 and vectors.max() <= 127
+
+
+def _sent_bodies(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "es_inference.transport" and "body=" in r.getMessage()
+    ]
+
+
+def test_input_type_is_sent_for_cohere_only(
+    local_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="es_inference.transport")
+    cohere = ElasticInferenceEmbeddings(**bedrock(local_server.url, model=COHERE))
+    cohere.embed_documents(["doc"])
+    cohere.embed_query("query")
+    bodies = _sent_bodies(caplog)
+    assert '"input_type":"ingest"' in bodies[-2]
+    assert '"input_type":"search"' in bodies[-1]
+    caplog.clear()
+    ElasticInferenceEmbeddings(**bedrock(local_server.url)).embed_query("query")
+    assert all("input_type" not in body for body in _sent_bodies(caplog))
+
+
+async def test_clusters_without_input_type_get_requests_without_it(
+    local_server_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = local_server_factory(es_version="8.17.0")
+    embeddings = ElasticInferenceEmbeddings(**bedrock(server.url, model=COHERE))
+    with caplog.at_level(logging.WARNING, logger="es_inference"):
+        first = embeddings.embed_array(["a", "b"])
+        second = await embeddings.aembed_array(["a", "b"])
+    np.testing.assert_array_equal(first, second)
+    refused = [r for r in server.requests if r.method == "POST" and r.status == 400]
+    assert len(refused) == 1  # learnt once, then sent without input_type
+    assert (
+        sum("does not take input_type" in r.getMessage() for r in caplog.records) == 1
+    )
