@@ -31,6 +31,8 @@ DEFAULT_BATCH_SIZE = 16
 #: Requests in flight at once per call, unless configured.
 DEFAULT_CONCURRENCY = 16
 
+# Errors every further request would meet too. A connection dropped mid-request
+# (ConnectionError.opened) is not one of them: it fails only its own batch.
 _FATAL = (
     AuthenticationError,
     AuthorizationError,
@@ -40,6 +42,12 @@ _FATAL = (
     ConfigurationError,
     EndpointMismatchError,
 )
+
+
+def _is_fatal(error: BaseException) -> bool:
+    if isinstance(error, ConnectionError) and error.opened:
+        return False
+    return isinstance(error, _FATAL)
 
 
 def _show(indices: Sequence[int]) -> str:
@@ -139,7 +147,7 @@ class Assembly:
         """Record a failed batch; a fatal error stops the call."""
         with self._lock:
             self.failures.append(((start, stop), error))
-            if isinstance(error, _FATAL) and self.fatal is None:
+            if _is_fatal(error) and self.fatal is None:
                 self.fatal = error
 
     @property

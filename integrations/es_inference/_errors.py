@@ -6,7 +6,7 @@ Every exception derives from :class:`EsInferenceError`. The tree::
     ├── ConfigurationError (ValueError)   bad arguments, missing credentials
     ├── InputError (ValueError)           bad input texts, found before any request
     ├── TransportError                    no usable answer               [retryable]
-    │   ├── ConnectionError               connect failed or connection dropped
+    │   ├── ConnectionError               connect failed, or connection dropped
     │   ├── RequestTimeout                no answer within the client timeout
     │   ├── TLSError                      certificate or handshake failure [never]
     │   └── ResponseDecodeError           body cut off or not JSON
@@ -29,7 +29,7 @@ Every exception derives from :class:`EsInferenceError`. The tree::
 ``inference_id`` of the call. ``retryable`` on any exception says whether sending the
 same request again can help. Texts taken from error bodies pass through
 :func:`es_inference._secrets.redact` first, so no key that a body echoes back reaches a
-message.
+message. Every exception pickles (for process pools), attributes included.
 """
 
 from __future__ import annotations
@@ -72,6 +72,17 @@ class EsInferenceError(Exception):
 
     retryable: bool = False
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The default pickles only the message, and most subclasses need more
+        # arguments than that to be built again.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[EsInferenceError], args: tuple[Any, ...]) -> EsInferenceError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    return error
+
 
 class ConfigurationError(EsInferenceError, ValueError):
     """An argument or setting is invalid or missing."""
@@ -101,7 +112,19 @@ class TransportError(EsInferenceError):
 
 
 class ConnectionError(TransportError):
-    """The connection could not be opened or was dropped before a full answer."""
+    """The connection could not be opened or was dropped before a full answer.
+
+    Attributes:
+        opened: ``True`` when the connection was open and then dropped (the
+            request's fate is unknown), ``False`` when it could not be opened at
+            all. A bulk call stops at the latter only.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", path: str = "", opened: bool = False
+    ) -> None:
+        super().__init__(message, method=method, path=path)
+        self.opened = opened
 
 
 class RequestTimeout(TransportError):

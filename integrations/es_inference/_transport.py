@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 _USER_AGENT = "es-inference/0.1"
 _SSL_MARKERS = ("ssl", "certificate", "tls")
+# h11 says "peer closed connection without sending complete message body".
+_CUT_MARKERS = ("incomplete", "complete message body")
 
 
 def _translate(exc: httpx.HTTPError, request: Request) -> TransportError:
@@ -59,14 +61,19 @@ def _translate(exc: httpx.HTTPError, request: Request) -> TransportError:
             method=request.method,
             path=request.path,
         )
-    if isinstance(exc, httpx.RemoteProtocolError) and "incomplete" in text.lower():
+    if isinstance(exc, httpx.RemoteProtocolError) and any(
+        marker in text.lower() for marker in _CUT_MARKERS
+    ):
         return ResponseDecodeError(
             f"{where}: the response body was cut off ({text})",
             method=request.method,
             path=request.path,
         )
     return ConnectionError(
-        f"{where}: {kind}: {text}", method=request.method, path=request.path
+        f"{where}: {kind}: {text}",
+        method=request.method,
+        path=request.path,
+        opened=not isinstance(exc, httpx.ConnectError),
     )
 
 
