@@ -35,6 +35,7 @@ from ._endpoint import build_spec, infer_provider
 from ._errors import ConfigurationError
 from ._retry import RetryPolicy
 from ._service import EmbeddingService, InferenceService, ServiceOptions
+from ._wire import check_inference_id
 
 S = TypeVar("S", bound=InferenceService)
 
@@ -46,6 +47,7 @@ _SECRET_FIELDS = (
     "aws_secret_access_key",
     "secret_settings",
 )
+_RETRY = RetryPolicy()
 
 
 class ServiceSlot:
@@ -115,7 +117,28 @@ class EndpointFields(BaseModel):
     request_timeout: float = Field(
         default=30.0, gt=0, description="Server-side timeout sent with each call (s)."
     )
-    max_retries: int = Field(default=7, ge=0, description="Retries per request.")
+    max_retries: int = Field(
+        default=_RETRY.max_attempts - 1,
+        ge=0,
+        description="Retries per request after its first attempt (0: none).",
+    )
+    initial_backoff: float = Field(
+        default=_RETRY.initial_backoff,
+        ge=0,
+        description="Upper bound of the first retry wait (s); it doubles per retry "
+        "and each wait is drawn uniformly below it.",
+    )
+    max_backoff: float = Field(
+        default=_RETRY.max_backoff,
+        ge=0,
+        description="Upper bound of any one retry wait (s), Retry-After included.",
+    )
+    max_elapsed: float = Field(
+        default=_RETRY.max_elapsed,
+        ge=0,
+        description="No retry starts later than this after a request's first "
+        "attempt (s).",
+    )
     pace: bool = Field(
         default=True, description="Stay under the endpoint's rate limit."
     )
@@ -128,6 +151,12 @@ class EndpointFields(BaseModel):
     )
 
     _slot: ServiceSlot = PrivateAttr(default_factory=ServiceSlot)
+
+    @field_validator("inference_id")
+    @classmethod
+    def _check_inference_id(cls, value: str | None) -> str | None:
+        """Reject an id Elasticsearch would refuse, before any request."""
+        return None if value is None else check_inference_id(value)
 
     @model_validator(mode="after")
     def _fill_from_environment(self) -> EndpointFields:
@@ -153,7 +182,12 @@ class EndpointFields(BaseModel):
     def _options(self, **extra: Any) -> ServiceOptions:
         return ServiceOptions(
             concurrency=self.concurrency,
-            retry=RetryPolicy(max_attempts=self.max_retries + 1),
+            retry=RetryPolicy(
+                max_attempts=self.max_retries + 1,
+                initial_backoff=self.initial_backoff,
+                max_backoff=self.max_backoff,
+                max_elapsed=self.max_elapsed,
+            ),
             pace=self.pace,
             requests_per_minute=self.requests_per_minute,
             wait_timeout=self.wait_timeout,
