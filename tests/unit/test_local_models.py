@@ -65,3 +65,13 @@ def test_hashing_model_needs_no_files() -> None:
 def test_unknown_model_name() -> None:
     with pytest.raises(ValueError, match="unknown local model"):
         get_model("gpt")
+
+
+def test_seeded_model_is_dense_normalised_and_deterministic() -> None:
+    model = get_model("seeded")
+    a, b, c = model.embed(["Hello world", "Hello world", "hello world"], 256)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.dtype == np.float32 and np.count_nonzero(a) == 256
+    assert float(np.linalg.norm(a)) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(model.embed(["Hello world"], 256)[0], a)

@@ -119,7 +119,7 @@ class Application:
         authenticator: Credential checks.
         faults: Fault configuration for inference requests.
         embedding_format: ``float``, ``bytes`` or ``bits``.
-        model: Base model name (``wordllama`` or ``hashing``).
+        model: Base model name (``wordllama``, ``hashing`` or ``seeded``).
         allocation_delay_s: Seconds before in-cluster deployments are allocated.
         allocation_polls: Stats polls that still see new deployments starting.
     """

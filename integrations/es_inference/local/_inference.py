@@ -68,7 +68,7 @@ class InferenceRunner:
         lookup: Finds an endpoint by id or raises the 404.
         deployments: In-cluster deployments (for ``elasticsearch`` endpoints).
         switches: The server's runtime switches.
-        model_name: The base model (``wordllama`` or ``hashing``).
+        model_name: The base model (``wordllama``, ``hashing`` or ``seeded``).
     """
 
     def __init__(

@@ -12,6 +12,10 @@ Two base models are available:
   through the import system and read directly.
 * ``hashing``: deterministic feature hashing of lower-cased word tokens. It needs
   no data files, so tests that must not depend on the wheel can use it.
+* ``seeded``: a dense pseudo-random unit vector drawn from a generator seeded with
+  a hash of the text. It carries no meaning but costs a few microseconds per text,
+  so that load tests and benchmarks measure the client rather than the model,
+  with the dense floats a real model returns.
 
 Endpoints ask for a dimension that depends on the Bedrock model id (Titan v2: 256,
 Cohere v3: 1024, Titan v1: 1536, E5 small: 384). The wordllama model reaches larger
@@ -27,7 +31,7 @@ import itertools
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +44,7 @@ __all__ = [
     "EmbeddingModel",
     "HashingModel",
     "ModelUnavailableError",
+    "SeededModel",
     "WordLlamaModel",
     "dims_for_model",
     "get_model",
@@ -49,7 +54,7 @@ logger = logging.getLogger("es_inference.local.models")
 
 FloatMatrix = npt.NDArray[np.float32]
 
-BASE_MODELS = ("wordllama", "hashing")
+BASE_MODELS = ("wordllama", "hashing", "seeded")
 
 _WEIGHTS = ("weights", "l2_supercat_256.safetensors")
 _TOKENIZER = ("tokenizers", "l2_supercat_tokenizer_config.json")
@@ -232,6 +237,27 @@ class HashingModel:
         return _normalise(out)
 
 
+class SeededModel:
+    """A dense random unit vector per text, the same for the same text and size."""
+
+    name = "seeded"
+
+    def embed(self, texts: Sequence[str], dims: int) -> FloatMatrix:
+        """Embed ``texts`` at ``dims`` dimensions."""
+        out = np.empty((len(texts), dims), dtype=np.float32)
+        for row, text in enumerate(texts):
+            digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+            rng = np.random.default_rng(int.from_bytes(digest, "big") + dims)
+            rng.standard_normal(dims, dtype=np.float32, out=out[row])
+        return _normalise(out)
+
+
+_FACTORIES: dict[str, Callable[[], EmbeddingModel]] = {
+    "wordllama": WordLlamaModel.load,
+    "hashing": HashingModel,
+    "seeded": SeededModel,
+}
+
 _models: dict[str, EmbeddingModel] = {}
 _models_lock = threading.Lock()
 
@@ -251,7 +277,7 @@ def get_model(name: str) -> EmbeddingModel:
     with _models_lock:
         model = _models.get(name)
         if model is None:
-            model = WordLlamaModel.load() if name == "wordllama" else HashingModel()
+            model = _FACTORIES[name]()
             _models[name] = model
     return model
 

@@ -282,8 +282,9 @@ class LocalServer:
         faults: Faults injected into inference requests.
         embedding_format: ``float`` (what Bedrock returns), or ``bytes``/``bits`` to
             exercise the other result shapes.
-        model: Base model: ``wordllama`` (the model in the ``wordllama`` wheel) or
-            ``hashing`` (feature hashing, no data files).
+        model: Base model: ``wordllama`` (the model in the ``wordllama`` wheel),
+            ``hashing`` (feature hashing, no data files) or ``seeded`` (dense
+            random vectors at almost no cost, for load tests).
         allocation_delay_s: Seconds until a new in-cluster deployment is allocated.
         allocation_polls: How many trained-model stats polls still see a new
             in-cluster deployment ``starting``.
@@ -532,7 +533,7 @@ def serve(
         basic_auth: Require HTTP Basic with this ``(user, password)``.
         bearer_token: Require ``Authorization: Bearer <token>``.
         embedding_format: ``float``, ``bytes`` or ``bits``.
-        model: ``wordllama`` or ``hashing``.
+        model: ``wordllama``, ``hashing`` or ``seeded``.
         allocation_delay_s: Seconds until in-cluster deployments are allocated.
         allocation_polls: Stats polls that still see new deployments starting.
     """
