@@ -43,6 +43,10 @@ _CUT_MARKERS = ("incomplete", "complete message body")
 
 def _translate(exc: httpx.HTTPError, request: Request) -> TransportError:
     """Map an httpx exception onto the library's error tree."""
+    if isinstance(exc, httpx.RequestError):
+        # The error raised from this one keeps it as __context__: drop the request
+        # it holds, whose headers carry the credentials.
+        exc._request = None
     where = f"{request.method} {request.path}"
     kind = type(exc).__name__
     text = str(exc) or kind
