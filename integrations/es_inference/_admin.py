@@ -115,8 +115,8 @@ def rotate_aws_keys(
                 exc.status,
                 exc.error_type,
                 f"{exc.reason} (this cluster has no _update API, so new keys mean "
-                "deleting and recreating the endpoint; pass force=True to do so "
-                "while it is in use)",
+                "deleting and recreating the endpoint; pass force=True, or --force "
+                "to es-inference rotate-keys, to do so while it is in use)",
                 caused_by=exc.caused_by,
                 inference_id=inference_id,
             ) from None
