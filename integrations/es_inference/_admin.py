@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ._config import ConnectionConfig
-from ._errors import ConfigurationError, ConflictError
+from ._errors import ApiError, ConfigurationError, ConflictError
 from ._retry import NO_RETRY, RetryPolicy
 from ._secrets import Secret, to_secret
 from ._transport import SyncTransport
@@ -76,6 +76,10 @@ def rotate_aws_keys(
     the delete (``ConflictError``) while ingest pipelines or ``semantic_text`` fields
     use the endpoint, unless ``force`` is true. Returns ``"updated"`` or
     ``"recreated"``. The new keys are never logged.
+
+    Known limitation: on clusters without ``_update``, keys that Elasticsearch's
+    validation call refuses leave the endpoint deleted (the old keys are not known
+    here to restore it); the error then says so.
     """
     access = to_secret(aws_access_key_id)
     secret = to_secret(aws_secret_access_key)
@@ -120,16 +124,32 @@ def rotate_aws_keys(
                 caused_by=exc.caused_by,
                 inference_id=inference_id,
             ) from None
-        transport.perform(
-            put_endpoint(
-                info.task_type,
+        try:
+            transport.perform(
+                put_endpoint(
+                    info.task_type,
+                    inference_id,
+                    _recreate_body(info, access, secret),
+                    connection.server_timeout_param,
+                ),
+                NO_RETRY,
+                bytes,
+            )
+        except ApiError as exc:
+            # The old endpoint is gone and its keys are not known here: say so.
+            logger.error(
+                "inference endpoint [%s] was deleted but not created again",
                 inference_id,
-                _recreate_body(info, access, secret),
-                connection.server_timeout_param,
-            ),
-            NO_RETRY,
-            bytes,
-        )
+            )
+            raise type(exc)(
+                exc.status,
+                exc.error_type,
+                f"{exc.reason} (inference endpoint [{inference_id}] was deleted to "
+                "replace its AWS keys and could not be created again with the new "
+                "ones; create it again with working keys)",
+                caused_by=exc.caused_by,
+                inference_id=inference_id,
+            ) from None
         logger.info("recreated [%s] with new AWS keys", inference_id)
         return "recreated"
     finally:

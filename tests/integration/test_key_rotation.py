@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from es_inference import ConflictError, resolve_connection
+from es_inference import ApiError, ConflictError, resolve_connection
 from es_inference._admin import rotate_aws_keys
 from es_inference.cli import main
 from es_inference.langchain import ElasticInferenceEmbeddings
@@ -183,3 +183,18 @@ def test_cli_rotate_keys_without_keys_and_no_terminal_refuses(
     assert code == 2
     assert "never taken from the command line" in capsys.readouterr().err
     assert local_server.requests == []
+
+
+def test_refused_new_keys_on_8_15_say_the_endpoint_was_deleted(
+    local_server_factory: Any,
+) -> None:
+    server = local_server_factory(es_version="8.15.0")
+    create(server)
+    with pytest.raises(ApiError) as info:
+        # The local server's validation call refuses the key "invalid".
+        rotate_aws_keys(connection(server), "rotating", "invalid", NEW_SECRET)
+    assert info.value.status == 400
+    assert "[rotating] was deleted to replace its AWS keys" in str(info.value)
+    assert NEW_SECRET not in str(info.value)
+    missing = httpx.get(f"{server.url}/_inference/rotating", headers=AUTH)
+    assert missing.status_code == 404
