@@ -1,7 +1,10 @@
-"""HTTP transports over httpx: one sync, one async, sharing everything but I/O.
+"""HTTP transports: one sync, one async, sharing everything but I/O.
 
-This is the only module that touches httpx, and the only place its exceptions are
-caught and translated into :mod:`es_inference._errors`.
+Requests whose answers are read whole go through the lean client of
+:mod:`es_inference._http1`; streams, and connections that the environment sends
+through a proxy, go through httpx. This is the only module that touches either, and
+the only place their exceptions are caught and translated into
+:mod:`es_inference._errors`.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import threading
 import time
+import urllib.request
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -28,6 +33,17 @@ from ._errors import (
     TLSError,
     TransportError,
 )
+from ._http1 import (
+    AsyncPool,
+    ConnectFailure,
+    HTTPFailure,
+    Origin,
+    RequestEncoder,
+    SyncPool,
+    Timeout,
+    TLSFailure,
+    Truncated,
+)
 from ._retry import RateLimiter, RetryPolicy, is_throttle, log_retry
 from ._wire import Request, parse_error
 
@@ -41,23 +57,24 @@ _SSL_MARKERS = ("ssl", "certificate", "tls")
 _CUT_MARKERS = ("incomplete", "complete message body")
 
 
-def _translate(exc: httpx.HTTPError, request: Request) -> TransportError:
-    """Map an httpx exception onto the library's error tree."""
+def _translate(exc: httpx.HTTPError | HTTPFailure, request: Request) -> TransportError:
+    """Map an httpx or lean-client exception onto the library's error tree."""
     if isinstance(exc, httpx.RequestError):
         # The error raised from this one keeps it as __context__: drop the request
         # it holds, whose headers carry the credentials.
         exc._request = None
     where = f"{request.method} {request.path}"
-    kind = type(exc).__name__
+    kind = exc.kind if isinstance(exc, HTTPFailure) else type(exc).__name__
     text = str(exc) or kind
-    if isinstance(exc, httpx.TimeoutException):
+    connect = isinstance(exc, (httpx.ConnectError, ConnectFailure))
+    if isinstance(exc, (httpx.TimeoutException, Timeout)):
         return RequestTimeout(
             f"{where}: no answer in time ({kind})",
             method=request.method,
             path=request.path,
         )
-    if isinstance(exc, httpx.ConnectError) and any(
-        marker in text.lower() for marker in _SSL_MARKERS
+    if isinstance(exc, TLSFailure) or (
+        connect and any(marker in text.lower() for marker in _SSL_MARKERS)
     ):
         return TLSError(
             f"{where}: TLS failed ({text}); pass ca_certs with the cluster's CA "
@@ -65,8 +82,9 @@ def _translate(exc: httpx.HTTPError, request: Request) -> TransportError:
             method=request.method,
             path=request.path,
         )
-    if isinstance(exc, httpx.RemoteProtocolError) and any(
-        marker in text.lower() for marker in _CUT_MARKERS
+    if isinstance(exc, Truncated) or (
+        isinstance(exc, httpx.RemoteProtocolError)
+        and any(marker in text.lower() for marker in _CUT_MARKERS)
     ):
         return ResponseDecodeError(
             f"{where}: the response body was cut off ({text})",
@@ -77,12 +95,11 @@ def _translate(exc: httpx.HTTPError, request: Request) -> TransportError:
         f"{where}: {kind}: {text}",
         method=request.method,
         path=request.path,
-        opened=not isinstance(exc, httpx.ConnectError),
+        opened=not connect,
     )
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
+def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
@@ -95,6 +112,15 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         return None
 
 
+def _proxied(url: str) -> bool:
+    """Whether requests for ``url`` go through a proxy, by the rules httpx follows."""
+    proxies = urllib.request.getproxies()
+    origin = Origin.from_url(url)
+    if not (proxies.get(origin.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(origin.host)
+
+
 class _Base:
     """Configuration shared by both transports."""
 
@@ -105,22 +131,53 @@ class _Base:
         self._pid = os.getpid()
         self._count_lock = threading.Lock()
         self.requests_sent = 0
+        self._origin: Origin | None = None
+        self._encoder: RequestEncoder | None = None
+        if not _proxied(config.url):
+            origin = Origin.from_url(config.url)
+            headers = {**self._headers(), "accept-encoding": "gzip, deflate"}
+            try:
+                self._encoder = RequestEncoder(origin, headers)
+            except (UnicodeEncodeError, ValueError):
+                pass  # httpx reports the header when the request is sent
+            else:
+                self._origin = origin
 
     def _counted(self) -> None:
         with self._count_lock:
             self.requests_sent += 1
 
-    def _client_kwargs(self) -> dict[str, Any]:
-        headers = {
+    def _headers(self) -> dict[str, str]:
+        return {
             "accept": "application/json",
             "content-type": "application/json",
             "user-agent": _USER_AGENT,
             **(self.config.headers or {}),
             **self.config.auth_headers(),
         }
+
+    def _lean_ssl(self) -> ssl.SSLContext | None:
+        """The TLS context of the lean client; ``None`` for plain HTTP."""
+        if self._origin is None or self._origin.scheme != "https":
+            return None
+        context = self.config.ssl_context()
+        if isinstance(context, ssl.SSLContext):
+            return context
+        unverified = ssl.create_default_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+        return unverified
+
+    def _lean_request(self, request: Request) -> bytes:
+        assert self._encoder is not None
+        return self._encoder.encode(
+            request.method, request.path, request.params, request.body
+        )
+
+    def _client_kwargs(self) -> dict[str, Any]:
         return {
             "base_url": self.config.url,
-            "headers": headers,
+            "headers": self._headers(),
             "verify": self.config.ssl_context(),
             "timeout": httpx.Timeout(
                 self.config.client_timeout, connect=self.config.connect_timeout
@@ -134,22 +191,33 @@ class _Base:
     def _check(
         self, request: Request, response: httpx.Response, started: float
     ) -> None:
+        status = response.status_code
+        # A stream's body is read here only when it is an error.
+        content = response.content if status >= 400 else b""
+        self._finish(
+            request, status, content, response.headers.get("retry-after"), started
+        )
+
+    def _finish(
+        self,
+        request: Request,
+        status: int,
+        content: bytes,
+        retry_after: str | None,
+        started: float,
+    ) -> None:
         millis = (time.perf_counter() - started) * 1000
         if logger.isEnabledFor(logging.INFO):
             logger.info(
-                "%s %s -> %d in %.1f ms",
-                request.method,
-                request.path,
-                response.status_code,
-                millis,
+                "%s %s -> %d in %.1f ms", request.method, request.path, status, millis
             )
-        if response.status_code >= 400:
+        if status >= 400:
             raise parse_error(
-                response.status_code,
-                response.content,
+                status,
+                content,
                 request,
                 secrets=self._secrets,
-                retry_after=_retry_after(response.headers),
+                retry_after=_retry_after(retry_after),
             )
 
     def _log_body(self, request: Request) -> None:
@@ -164,20 +232,43 @@ class _Base:
 
 
 class SyncTransport(_Base):
-    """Sends requests over a pooled ``httpx.Client``; safe to share between threads."""
+    """Sends requests over pooled keep-alive connections; threads may share it."""
 
     def __init__(self, config: ConnectionConfig, pool_size: int = 16) -> None:
         super().__init__(config, pool_size)
         self._client: httpx.Client | None = None
+        self._lean: SyncPool | None = None
         self._lock = threading.Lock()
+
+    def _pool(self) -> SyncPool:
+        pool = self._lean
+        if pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    # After fork, the parent's sockets are not ours to use.
+                    self._pid = os.getpid()
+                    self._client = self._lean = None
+                if self._lean is None:
+                    assert self._origin is not None
+                    self._lean = SyncPool(
+                        self._origin,
+                        self._lean_ssl(),
+                        self.pool_size,
+                        self.config.connect_timeout,
+                        self.config.client_timeout,
+                    )
+                pool = self._lean
+        return pool
 
     def _http(self) -> httpx.Client:
         client = self._client
         if client is None or self._pid != os.getpid():
             with self._lock:
-                if self._client is None or self._pid != os.getpid():
+                if self._pid != os.getpid():
                     # After fork, the parent's sockets are not ours to use.
                     self._pid = os.getpid()
+                    self._client = self._lean = None
+                if self._client is None:
                     self._client = httpx.Client(**self._client_kwargs())
                 client = self._client
         return client
@@ -186,6 +277,16 @@ class SyncTransport(_Base):
         """Send once; return the body of a 2xx answer or raise."""
         self._log_body(request)
         started = time.perf_counter()
+        if self._origin is not None:
+            try:
+                answer = self._pool().request(
+                    self._lean_request(request), request.method
+                )
+            except HTTPFailure as exc:
+                raise _translate(exc, request) from None
+            retry_after = answer.headers.get("retry-after")
+            self._finish(request, answer.status, answer.body, retry_after, started)
+            return answer.body
         try:
             response = self._http().request(
                 request.method,
@@ -260,20 +361,28 @@ class SyncTransport(_Base):
     def close(self) -> None:
         """Close pooled connections."""
         with self._lock:
-            if self._client is not None and self._pid == os.getpid():
-                self._client.close()
-            self._client = None
+            if self._pid == os.getpid():
+                if self._client is not None:
+                    self._client.close()
+                if self._lean is not None:
+                    self._lean.close()
+            self._client = self._lean = None
 
     def __del__(self) -> None:
+        if getattr(self, "_pid", None) != os.getpid():
+            return
         client = getattr(self, "_client", None)
-        if client is not None and self._pid == os.getpid():
+        if client is not None:
             client.close()
+        lean = getattr(self, "_lean", None)
+        if lean is not None:
+            lean.close()
 
 
 class AsyncTransport(_Base):
-    """Sends requests over a pooled ``httpx.AsyncClient``.
+    """Sends requests over pooled keep-alive connections of the running event loop.
 
-    One client is kept per event loop, so an adapter may be used from several loops
+    One pool is kept per event loop, so an adapter may be used from several loops
     (one after another, as notebooks and test runners do).
     """
 
@@ -282,7 +391,7 @@ class AsyncTransport(_Base):
         self._clients: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
 
-    async def _http(self) -> httpx.AsyncClient:
+    async def _entry(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._pid != os.getpid():
@@ -290,11 +399,11 @@ class AsyncTransport(_Base):
                 self._clients = {}
             entry = self._clients.get(id(loop))
             if entry is not None and entry.loop is loop:
-                return entry.client
+                return entry
             for key, old in list(self._clients.items()):
                 if old.loop.is_closed():
                     del self._clients[key]
-            entry = _LoopClient(loop, httpx.AsyncClient(**self._client_kwargs()), self)
+            entry = _LoopClient(loop, self)
             self._clients[id(loop)] = entry
             siblings = _LOOP_CLIENTS.setdefault(loop, [])
             orphans = [other for other in siblings if other.owner() is None]
@@ -303,12 +412,40 @@ class AsyncTransport(_Base):
         await entry.keeper.__anext__()
         for orphan in orphans:
             await orphan.keeper.aclose()
+        return entry
+
+    async def _http(self) -> httpx.AsyncClient:
+        entry = await self._entry()
+        if entry.client is None:
+            entry.client = httpx.AsyncClient(**self._client_kwargs())
         return entry.client
+
+    async def _pool(self) -> AsyncPool:
+        entry = await self._entry()
+        if entry.pool is None:
+            assert self._origin is not None
+            entry.pool = AsyncPool(
+                self._origin,
+                self._lean_ssl(),
+                self.pool_size,
+                self.config.connect_timeout,
+                self.config.client_timeout,
+            )
+        return entry.pool
 
     async def send(self, request: Request) -> bytes:
         """Send once; return the body of a 2xx answer or raise."""
         self._log_body(request)
         started = time.perf_counter()
+        if self._origin is not None:
+            try:
+                pool = await self._pool()
+                answer = await pool.request(self._lean_request(request), request.method)
+            except HTTPFailure as exc:
+                raise _translate(exc, request) from None
+            retry_after = answer.headers.get("retry-after")
+            self._finish(request, answer.status, answer.body, retry_after, started)
+            return answer.body
         try:
             response = await (await self._http()).request(
                 request.method,
@@ -394,34 +531,35 @@ class AsyncTransport(_Base):
             await entry.keeper.aclose()
 
 
-async def _keep(client: httpx.AsyncClient) -> AsyncGenerator[httpx.AsyncClient, None]:
+async def _keep(entry: _LoopClient) -> AsyncGenerator[None, None]:
     try:
-        yield client
+        yield
     finally:
-        await client.aclose()
+        if entry.pool is not None:
+            entry.pool.close()
+            await asyncio.sleep(0)  # the loop closes the aborted sockets
+        if entry.client is not None:
+            await entry.client.aclose()
 
 
 class _LoopClient:
-    """An async client bound to one event loop, closed on that loop.
+    """The connections of one transport on one event loop, closed on that loop.
 
-    An async generator started on the loop holds the client open. The loop keeps it
+    An async generator started on the loop holds them open. The loop keeps it
     (through ``_LOOP_CLIENTS``) until the loop shuts down (``asyncio.run``,
     ``asyncio.Runner``, test runners), which finalizes its async generators and so
-    closes the connections on the right loop. Clients whose transport is gone are
-    closed the next time a new client starts on the same loop.
+    closes the connections on the right loop. Connections whose transport is gone
+    are closed the next time a new entry starts on the same loop. The lean pool and
+    the httpx client (for streams and proxies) are each made on first use.
     """
 
-    __slots__ = ("client", "keeper", "loop", "owner")
+    __slots__ = ("client", "keeper", "loop", "owner", "pool")
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        client: httpx.AsyncClient,
-        owner: AsyncTransport,
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: AsyncTransport) -> None:
         self.loop = loop
-        self.client = client
-        self.keeper = _keep(client)
+        self.client: httpx.AsyncClient | None = None
+        self.pool: AsyncPool | None = None
+        self.keeper = _keep(self)
         self.owner = weakref.ref(owner)
 
 

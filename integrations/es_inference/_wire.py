@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -99,6 +100,7 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+@lru_cache(maxsize=1024)  # the same few paths, once per request of a bulk call
 def endpoint_path(task_type: str | None, inference_id: str, suffix: str = "") -> str:
     """``/_inference/{task_type}/{inference_id}{suffix}`` with each part encoded."""
     parts = ["", "_inference"]
