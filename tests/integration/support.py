@@ -65,6 +65,7 @@ class TlsFront:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self.handshake_failures = 0
+        self._stopping = False
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -90,7 +91,10 @@ class TlsFront:
             try:
                 raw, _ = self._listener.accept()
             except OSError:
-                return  # closed by stop()
+                return
+            if self._stopping:
+                raw.close()
+                return
             self._keep(raw)
             self._start(self._serve, raw)
 
@@ -110,6 +114,11 @@ class TlsFront:
 
     def stop(self) -> None:
         """Close every socket and wait for the threads."""
+        if self._stopping:
+            return
+        self._stopping = True
+        # A connection of our own wakes the accepting thread, which then ends.
+        socket.create_connection(("127.0.0.1", self.port)).close()
         self._listener.close()
         with self._lock:
             sockets, threads = list(self._sockets), list(self._threads)
