@@ -62,3 +62,28 @@ def test_command_line_serves_until_interrupted() -> None:
 def test_invalid_options_exit_with_an_error(caplog: pytest.LogCaptureFixture) -> None:
     assert main(["--p-429", "2", "--model", "hashing"]) == 1
     assert "p_429 must be between 0 and 1" in caplog.text
+
+
+def test_serve_help_documents_every_fault_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from es_inference.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as info:
+        cli_main(["serve", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, words in [
+        ("--latency-ms LATENCY_MS", "delay added to every inference request"),
+        ("--latency-jitter-ms LATENCY_JITTER_MS", "extra delay per inference"),
+        ("--p-429 P_429", "probability of the '429' fault"),
+        ("--p-timeout P_TIMEOUT", "probability of the 'timeout' fault"),
+        ("--p-throttle P_THROTTLE", "probability of the 'throttle' fault"),
+        ("--p-503 P_503", "probability of the '503' fault"),
+        ("--p-reset P_RESET", "probability of the 'reset' fault"),
+        ("--p-truncate P_TRUNCATE", "probability of the 'truncate' fault"),
+        ("--seed SEED", "seed of fault draws"),
+        ("--rate-limit", "enforce each endpoint's rate_limit.requests_per_minute"),
+        ("--queue-timeout QUEUE_TIMEOUT", "seconds a request may wait"),
+    ]:
+        assert f"{option} {words}" in text, option

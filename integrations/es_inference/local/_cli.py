@@ -35,8 +35,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model", choices=BASE_MODELS, default="wordllama", help="local base model"
     )
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--latency-jitter-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay added to every inference request, in milliseconds",
+    )
+    parser.add_argument(
+        "--latency-jitter-ms",
+        type=float,
+        default=0.0,
+        help="extra delay per inference request, drawn from 0 to this many ms",
+    )
     for kind in ("429", "timeout", "throttle", "503", "reset", "truncate"):
         parser.add_argument(
             f"--p-{kind}",
