@@ -20,16 +20,20 @@ logger = logging.getLogger("es_inference.retry")
 class RetryPolicy:
     """Exponential backoff with full jitter for requests that may succeed later.
 
-    Retried: 429, 502, 503, 504, connection errors, timeouts, ``timeout_exception``
-    and 500s caused by upstream throttling or a transient upstream failure. Never:
-    other 4xx (validation, auth) and other 500s. A ``Retry-After`` header sets the
-    least wait.
+    Retried: 429, 502, 503, 504, connection errors, timeouts, bodies cut off,
+    ``timeout_exception`` and 500s caused by upstream throttling or a transient
+    upstream failure. Never: other 4xx (validation, auth), other 500s, TLS failures
+    and answers that do not fit the request. The wait before retry *n* is drawn
+    uniformly from ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]``; a
+    ``Retry-After`` header sets the least wait, up to ``max_backoff``.
 
     Attributes:
-        max_attempts: Attempts in all, the first included (1 disables retries).
-        initial_backoff: Upper bound of the first wait, in seconds.
-        max_backoff: Upper bound of any one wait.
-        max_elapsed: No retry starts after this many seconds since the first attempt.
+        max_attempts: Attempts in all, the first included (1 disables retries);
+            default 8.
+        initial_backoff: Upper bound of the first wait, in seconds; default 0.25.
+        max_backoff: Upper bound of any one wait; default 20.
+        max_elapsed: No retry starts after this many seconds since the first
+            attempt; default 300.
     """
 
     max_attempts: int = 8
