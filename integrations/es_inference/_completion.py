@@ -212,7 +212,7 @@ class StopScanner:
 # The service ---------------------------------------------------------------------
 
 
-def single_completion(body: bytes) -> str:
+def single_completion(body: bytes | memoryview) -> str:
     """The one answer of a one-prompt completion request."""
     texts = parse_completion(body)
     if len(texts) != 1:

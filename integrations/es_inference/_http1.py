@@ -13,6 +13,14 @@ Reading an answer is written once, as the generator :func:`read_response`, which
 yields what it needs next (the head, so many bytes, a line, the rest) and receives
 it; the sync and async connections only differ in how they fetch those bytes.
 
+Large answers (a Cohere batch is about 1.2 MB of JSON) are read and consumed one
+at a time per pool: the other connections' bytes wait in the kernel's socket
+buffers, so memory holds one large answer and its parse at a time, not one per
+connection. Over threads they are read into one reused buffer and consumed on one
+thread: glibc gives every thread its own malloc arena, and each arena that ever
+parsed a large answer would keep that much memory (16 workers held 60 MB more
+than one thread does).
+
 Failures, by what they mean for the request::
 
     HTTPFailure                the connection broke or the answer was malformed
@@ -34,15 +42,21 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 T = TypeVar("T")
 
+#: An answer's body: bytes, or a view of a pool's buffer valid until it is consumed.
+Body = bytes | memoryview
+
 #: Seconds an idle connection is kept for reuse, as httpx does.
 KEEPALIVE_EXPIRY = 5.0
+#: Bodies of at least this many bytes (by Content-Length) are read one at a time.
+SERIAL_ABOVE = 256 * 1024
 
 _HEAD_LIMIT = 64 * 1024
 _MAX_HEADERS = 100
@@ -88,7 +102,7 @@ class Response(NamedTuple):
 
     status: int
     headers: Mapping[str, str]
-    body: bytes
+    body: Body
     keep_alive: bool
 
 
@@ -177,7 +191,7 @@ class RequestEncoder:
 # Reading an answer -----------------------------------------------------------
 
 
-def read_response(method: str) -> Generator[int, bytes, Response]:
+def read_response(method: str) -> Generator[int, Body, Response]:
     """Parse one answer from what the connection is asked for and sends back.
 
     Yields ``_HEAD`` (everything up to and including the blank line), ``_LINE``
@@ -185,7 +199,7 @@ def read_response(method: str) -> Generator[int, bytes, Response]:
     connection sends the bytes, fewer only when the peer closed first.
     """
     while True:
-        head = yield _HEAD
+        head = bytes((yield _HEAD))  # bytes already: no copy
         if not head:
             raise HTTPFailure(
                 "RemoteProtocolError", "Server disconnected without sending a response."
@@ -203,6 +217,7 @@ def read_response(method: str) -> Generator[int, bytes, Response]:
 
     tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
     keep_alive = "close" not in tokens if version == "1.1" else "keep-alive" in tokens
+    body: Body
     if method == "HEAD" or status in _NO_BODY_STATUS:
         body = b""
     elif "transfer-encoding" in headers:
@@ -261,11 +276,11 @@ def _content_length(value: str) -> int:
     return int(values.pop())
 
 
-def _read_chunked() -> Generator[int, bytes, bytes]:
+def _read_chunked() -> Generator[int, Body, bytes]:
     parts = []
     received = 0
     while True:
-        line = yield _LINE
+        line = bytes((yield _LINE))
         if not line.endswith(b"\n"):
             raise _cut(received, line)
         size_text = line.split(b";", 1)[0].strip()
@@ -284,10 +299,10 @@ def _read_chunked() -> Generator[int, bytes, bytes]:
             raise _cut(received + len(chunk), b"")
         if chunk[-2:] != b"\r\n":
             raise HTTPFailure("RemoteProtocolError", "chunk not followed by CRLF")
-        parts.append(chunk[:-2])
+        parts.append(bytes(chunk[:-2]))
         received += size
     while True:  # trailer fields, then the blank line
-        line = yield _LINE
+        line = bytes((yield _LINE))
         if not line.endswith(b"\n"):
             raise _cut(received, line)
         if line in (b"\r\n", b"\n"):
@@ -304,7 +319,7 @@ def _cut(received: int, line: bytes) -> HTTPFailure:
     )
 
 
-def _decode(body: bytes, headers: Mapping[str, str]) -> bytes:
+def _decode(body: Body, headers: Mapping[str, str]) -> Body:
     coding = headers.get("content-encoding", "").strip().lower()
     if not coding or coding == "identity":
         return body
@@ -338,7 +353,10 @@ class _SyncConnection:
         # Readable while idle means closed by the peer (or junk): not reusable.
         return not _readable(self.sock)
 
-    def exchange(self, data: bytes, method: str) -> Response:
+    def exchange(
+        self, data: bytes, method: str, gate: _SyncGate
+    ) -> tuple[Response, bool]:
+        """Send ``data``, read the answer; True if it holds ``gate`` (release it)."""
         try:
             self.sock.sendall(data)
         except TimeoutError:
@@ -347,10 +365,16 @@ class _SyncConnection:
             raise HTTPFailure("WriteError", str(exc) or type(exc).__name__) from None
         reader = read_response(method)
         file = self.file
+        gated = False
         try:
             step = next(reader)
             while True:
-                if step >= 0:
+                if step >= SERIAL_ABOVE:
+                    if not gated:
+                        gate.lock.acquire()
+                        gated = True
+                    step = reader.send(gate.read(file, step))
+                elif step >= 0:
                     step = reader.send(file.read(step))
                 elif step == _HEAD:
                     step = reader.send(_read_head(file))
@@ -360,15 +384,55 @@ class _SyncConnection:
                     step = reader.send(file.read())
         except StopIteration as done:
             response: Response = done.value
-            return response
-        except TimeoutError:
-            raise Timeout("ReadTimeout", "timed out reading the response") from None
-        except OSError as exc:
-            raise HTTPFailure("ReadError", str(exc) or type(exc).__name__) from None
+            return response, gated
+        except BaseException as exc:
+            if gated:
+                gate.lock.release()
+            if isinstance(exc, TimeoutError):
+                raise Timeout("ReadTimeout", "timed out reading the response") from None
+            if isinstance(exc, OSError):
+                raise HTTPFailure("ReadError", str(exc) or type(exc).__name__) from None
+            raise
 
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+class _SyncGate:
+    """One large body at a time, read into one buffer and consumed on one thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._buffer = bytearray()
+        self._thread: ThreadPoolExecutor | None = None
+
+    def consume(self, consume: Callable[[Response], T], response: Response) -> T:
+        """``consume(response)`` on the gate's thread (the caller holds the lock)."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(
+                1, thread_name_prefix="es-inference-parse"
+            )
+        return self._thread.submit(consume, response).result()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
+            self._thread = None
+
+    def read(self, file: io.BufferedReader, size: int) -> memoryview:
+        """Up to ``size`` bytes (fewer only at EOF), as a view of the buffer."""
+        if len(self._buffer) < size:
+            self._buffer = bytearray(size)
+        with memoryview(self._buffer) as whole:
+            got = 0
+            while got < size:
+                with whole[got:size] as rest:
+                    count = file.readinto(rest)
+                if not count:
+                    break
+                got += count
+            return whole[:got]
 
 
 def _read_head(file: io.BufferedReader) -> bytes:
@@ -422,21 +486,34 @@ class SyncPool:
         self._slots = threading.BoundedSemaphore(max(1, max_connections))
         self._idle: list[_SyncConnection] = []
         self._lock = threading.Lock()
+        self._gate = _SyncGate()
         self._closed = False
 
-    def request(self, data: bytes, method: str) -> Response:
-        """Send ``data`` (a whole request) and read the whole answer."""
+    def request(self, data: bytes, method: str, consume: Callable[[Response], T]) -> T:
+        """Send ``data`` (a whole request), read the answer and ``consume`` it.
+
+        ``consume`` must be done with a memoryview body when it returns: the
+        buffer behind it is reused.
+        """
         if not self._slots.acquire(timeout=self._read_timeout):
             raise Timeout("PoolTimeout", "no connection became free in time")
         try:
             connection = self._take() or self._connect()
             try:
-                response = connection.exchange(data, method)
+                response, gated = connection.exchange(data, method, self._gate)
             except BaseException:
                 connection.close()
                 raise
             self._give_back(connection, response.keep_alive)
-            return response
+            try:
+                if gated:
+                    return self._gate.consume(consume, response)
+                return consume(response)
+            finally:
+                if isinstance(response.body, memoryview):
+                    response.body.release()
+                if gated:
+                    self._gate.lock.release()
         finally:
             self._slots.release()
 
@@ -497,6 +574,7 @@ class SyncPool:
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+        self._gate.close()
 
 
 # asyncio streams ---------------------------------------------------------------
@@ -532,16 +610,19 @@ class _AsyncConnection:
             and not self.writer.is_closing()
         )
 
-    async def exchange(self, data: bytes, method: str, timeout: float) -> Response:
+    async def exchange(
+        self, data: bytes, method: str, timeout: float, gate: _AsyncGate
+    ) -> Response:
+        """Send ``data`` and read the answer; a large body leaves ``gate`` held."""
         # One deadline for the whole exchange (a timer per read would cost more
         # than the read): the answer must be complete ``timeout`` seconds after
         # the request went out.
         try:
-            return await _within(timeout, self._exchange(data, method))
+            return await _within(timeout, self._exchange(data, method, gate))
         except TimeoutError:
             raise Timeout("ReadTimeout", "timed out waiting for the response") from None
 
-    async def _exchange(self, data: bytes, method: str) -> Response:
+    async def _exchange(self, data: bytes, method: str, gate: _AsyncGate) -> Response:
         writer, reader = self.writer, self.reader
         try:
             writer.write(data)
@@ -553,17 +634,47 @@ class _AsyncConnection:
         try:
             step = next(parser)
             while True:
+                if step >= SERIAL_ABOVE and not gate.held_by_me:
+                    await gate.acquire()
                 step = parser.send(await _fetch(reader, step))
         except StopIteration as done:
             response: Response = done.value
             return response
-        except OSError as exc:
-            raise HTTPFailure("ReadError", str(exc) or type(exc).__name__) from None
+        except BaseException as exc:
+            gate.release_mine()
+            if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                raise HTTPFailure("ReadError", str(exc) or type(exc).__name__) from None
+            raise
 
     def close(self) -> None:
         # At once, without the TLS closing handshake: a graceful close could
         # outlive the event loop and leave the socket open.
         self.writer.transport.abort()
+
+
+class _AsyncGate:
+    """One large body at a time among the tasks of one loop.
+
+    The holder is the current task, so that a task that fails or is cancelled
+    between reading a body and consuming it releases what it holds.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[object] | None = None
+
+    @property
+    def held_by_me(self) -> bool:
+        return self._holder is not None and self._holder is asyncio.current_task()
+
+    async def acquire(self) -> None:
+        await self._lock.acquire()
+        self._holder = asyncio.current_task()
+
+    def release_mine(self) -> None:
+        if self.held_by_me:
+            self._holder = None
+            self._lock.release()
 
 
 async def _fetch(reader: asyncio.StreamReader, step: int) -> bytes:
@@ -601,10 +712,13 @@ class AsyncPool:
         self._read_timeout = read_timeout
         self._slots = asyncio.Semaphore(max(1, max_connections))
         self._idle: list[_AsyncConnection] = []
+        self._gate = _AsyncGate()
         self._closed = False
 
-    async def request(self, data: bytes, method: str) -> Response:
-        """Send ``data`` (a whole request) and read the whole answer."""
+    async def request(
+        self, data: bytes, method: str, consume: Callable[[Response], T]
+    ) -> T:
+        """Send ``data`` (a whole request), read the answer and ``consume`` it."""
         if self._slots.locked():
             try:
                 await _within(self._read_timeout, self._slots.acquire())
@@ -617,7 +731,9 @@ class AsyncPool:
         try:
             connection = self._take() or await self._connect()
             try:
-                response = await connection.exchange(data, method, self._read_timeout)
+                response = await connection.exchange(
+                    data, method, self._read_timeout, self._gate
+                )
             except BaseException:
                 connection.close()
                 raise
@@ -626,7 +742,10 @@ class AsyncPool:
                 self._idle.append(connection)
             else:
                 connection.close()
-            return response
+            try:
+                return consume(response)
+            finally:
+                self._gate.release_mine()
         finally:
             self._slots.release()
 

@@ -18,11 +18,11 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | memoryview | str) -> Any:
     """Decode JSON; raises ``ValueError`` for invalid input."""
     if orjson is not None:
         return orjson.loads(data)
-    return json.loads(data)
+    return json.loads(bytes(data) if isinstance(data, memoryview) else data)
 
 
 PARSER = "orjson" if orjson is not None else "json"

@@ -407,19 +407,22 @@ class EmbeddingService(InferenceService):
         retry = self.options.retry
 
         def work(start: int, stop: int) -> None:
-            def send(ready: ReadyEndpoint) -> tuple[str, list[Any]]:
+            parse = _writer(assembly, start, stop)
+
+            def send(ready: ReadyEndpoint) -> EsInferenceError | None:
                 request = self._embed_request(ready, items[start:stop], kind)
                 try:
-                    return transport.perform(request, retry, embedding_rows, limiter)
+                    return transport.perform(request, retry, parse, limiter)
                 except BadRequestError as exc:
                     if not self._input_type_refused(exc, kind):
                         raise
                 request = self._embed_request(ready, items[start:stop], kind)
-                return transport.perform(request, retry, embedding_rows, limiter)
+                return transport.perform(request, retry, parse, limiter)
 
             try:
-                result_kind, rows = self.call(send)
-                _write(assembly, start, stop, result_kind, rows)
+                refused = self.call(send)
+                if refused is not None:
+                    raise refused
             except EsInferenceError as exc:
                 assembly.fail(start, stop, exc)
 
@@ -444,26 +447,49 @@ class EmbeddingService(InferenceService):
         retry = self.options.retry
 
         async def work(start: int, stop: int) -> None:
-            async def send(ready: ReadyEndpoint) -> tuple[str, list[Any]]:
+            parse = _writer(assembly, start, stop)
+
+            async def send(ready: ReadyEndpoint) -> EsInferenceError | None:
                 request = self._embed_request(ready, items[start:stop], kind)
                 try:
-                    return await transport.perform(
-                        request, retry, embedding_rows, limiter
-                    )
+                    return await transport.perform(request, retry, parse, limiter)
                 except BadRequestError as exc:
                     if not self._input_type_refused(exc, kind):
                         raise
                 request = self._embed_request(ready, items[start:stop], kind)
-                return await transport.perform(request, retry, embedding_rows, limiter)
+                return await transport.perform(request, retry, parse, limiter)
 
             try:
-                result_kind, rows = await self.acall(send)
-                _write(assembly, start, stop, result_kind, rows)
+                refused = await self.acall(send)
+                if refused is not None:
+                    raise refused
             except EsInferenceError as exc:
                 assembly.fail(start, stop, exc)
 
         await self.arun_batches(plan(len(items), size), work, assembly)
         return assembly.result()
+
+
+def _writer(
+    assembly: Assembly, start: int, stop: int
+) -> Callable[[bytes | memoryview], EsInferenceError | None]:
+    """Parse an answer straight into the batch's rows of the result array.
+
+    It runs inside the transport's retry loop, so that the answer's JSON objects
+    live only until they are written (and, for large answers, one answer at a
+    time). An answer that parses but does not fit is returned rather than raised:
+    it is never retried.
+    """
+
+    def parse(body: bytes | memoryview) -> EsInferenceError | None:
+        kind, rows = embedding_rows(body)
+        try:
+            _write(assembly, start, stop, kind, rows)
+        except EsInferenceError as exc:
+            return exc
+        return None
+
+    return parse
 
 
 def _write(

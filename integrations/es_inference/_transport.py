@@ -20,7 +20,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 
@@ -35,10 +35,12 @@ from ._errors import (
 )
 from ._http1 import (
     AsyncPool,
+    Body,
     ConnectFailure,
     HTTPFailure,
     Origin,
     RequestEncoder,
+    Response,
     SyncPool,
     Timeout,
     TLSFailure,
@@ -202,7 +204,7 @@ class _Base:
         self,
         request: Request,
         status: int,
-        content: bytes,
+        content: Body,
         retry_after: str | None,
         started: float,
     ) -> None:
@@ -214,11 +216,23 @@ class _Base:
         if status >= 400:
             raise parse_error(
                 status,
-                content,
+                bytes(content),
                 request,
                 secrets=self._secrets,
                 retry_after=_retry_after(retry_after),
             )
+
+    def _consumer(
+        self, request: Request, parse: Callable[[Body], T], started: float
+    ) -> Callable[[Response], T]:
+        """What the lean pool does with an answer: check its status, then parse."""
+
+        def consume(answer: Response) -> T:
+            retry_after = answer.headers.get("retry-after")
+            self._finish(request, answer.status, answer.body, retry_after, started)
+            return parse(answer.body)
+
+        return consume
 
     def _log_body(self, request: Request) -> None:
         self._counted()
@@ -273,20 +287,28 @@ class SyncTransport(_Base):
                 client = self._client
         return client
 
-    def send(self, request: Request) -> bytes:
-        """Send once; return the body of a 2xx answer or raise."""
+    @overload
+    def send(self, request: Request) -> bytes: ...
+
+    @overload
+    def send(self, request: Request, parse: Callable[[Body], T]) -> T: ...
+
+    def send(self, request: Request, parse: Callable[[Body], Any] = bytes) -> Any:
+        """Send once; return the body of a 2xx answer, or what ``parse`` makes of it.
+
+        A large body reaches ``parse`` as a view that is valid only during the call.
+        """
         self._log_body(request)
         started = time.perf_counter()
         if self._origin is not None:
             try:
-                answer = self._pool().request(
-                    self._lean_request(request), request.method
+                return self._pool().request(
+                    self._lean_request(request),
+                    request.method,
+                    self._consumer(request, parse, started),
                 )
             except HTTPFailure as exc:
                 raise _translate(exc, request) from None
-            retry_after = answer.headers.get("retry-after")
-            self._finish(request, answer.status, answer.body, retry_after, started)
-            return answer.body
         try:
             response = self._http().request(
                 request.method,
@@ -297,13 +319,13 @@ class SyncTransport(_Base):
         except httpx.HTTPError as exc:
             raise _translate(exc, request) from None
         self._check(request, response, started)
-        return response.content
+        return parse(response.content)
 
     def perform(
         self,
         request: Request,
         retry: RetryPolicy,
-        parse: Callable[[bytes], T],
+        parse: Callable[[Body], T],
         limiter: RateLimiter | None = None,
     ) -> T:
         """Send with pacing and retries; ``parse`` runs inside the retry loop."""
@@ -316,7 +338,7 @@ class SyncTransport(_Base):
                 if wait > 0:
                     time.sleep(wait)
             try:
-                result = parse(self.send(request))
+                result = self.send(request, parse)
             except EsInferenceError as exc:
                 delay = retry.delay(attempt, exc, time.monotonic() - started)
                 if limiter is not None and is_throttle(exc):
@@ -433,19 +455,29 @@ class AsyncTransport(_Base):
             )
         return entry.pool
 
-    async def send(self, request: Request) -> bytes:
-        """Send once; return the body of a 2xx answer or raise."""
+    @overload
+    async def send(self, request: Request) -> bytes: ...
+
+    @overload
+    async def send(self, request: Request, parse: Callable[[Body], T]) -> T: ...
+
+    async def send(self, request: Request, parse: Callable[[Body], Any] = bytes) -> Any:
+        """Send once; return the body of a 2xx answer, or what ``parse`` makes of it.
+
+        A large body reaches ``parse`` as a view that is valid only during the call.
+        """
         self._log_body(request)
         started = time.perf_counter()
         if self._origin is not None:
             try:
                 pool = await self._pool()
-                answer = await pool.request(self._lean_request(request), request.method)
+                return await pool.request(
+                    self._lean_request(request),
+                    request.method,
+                    self._consumer(request, parse, started),
+                )
             except HTTPFailure as exc:
                 raise _translate(exc, request) from None
-            retry_after = answer.headers.get("retry-after")
-            self._finish(request, answer.status, answer.body, retry_after, started)
-            return answer.body
         try:
             response = await (await self._http()).request(
                 request.method,
@@ -456,13 +488,13 @@ class AsyncTransport(_Base):
         except httpx.HTTPError as exc:
             raise _translate(exc, request) from None
         self._check(request, response, started)
-        return response.content
+        return parse(response.content)
 
     async def perform(
         self,
         request: Request,
         retry: RetryPolicy,
-        parse: Callable[[bytes], T],
+        parse: Callable[[Body], T],
         limiter: RateLimiter | None = None,
     ) -> T:
         """Send with pacing and retries; ``parse`` runs inside the retry loop."""
@@ -475,7 +507,7 @@ class AsyncTransport(_Base):
                 if wait > 0:
                     await asyncio.sleep(wait)
             try:
-                result = parse(await self.send(request))
+                result = await self.send(request, parse)
             except EsInferenceError as exc:
                 delay = retry.delay(attempt, exc, time.monotonic() - started)
                 if limiter is not None and is_throttle(exc):

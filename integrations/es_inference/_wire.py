@@ -217,7 +217,7 @@ def trained_model_stats(model_or_deployment_id: str) -> Request:
 # Parsing ------------------------------------------------------------------------
 
 
-def decode_json(body: bytes, what: str) -> Any:
+def decode_json(body: bytes | memoryview, what: str) -> Any:
     """Decode a JSON body, translating failures into :class:`ResponseDecodeError`."""
     try:
         return _json.loads(body)
@@ -258,7 +258,7 @@ def _endpoint_info(item: Any) -> EndpointInfo:
     )
 
 
-def embedding_rows(body: bytes) -> tuple[str, list[Any]]:
+def embedding_rows(body: bytes | memoryview) -> tuple[str, list[Any]]:
     """Return the result kind and the list of ``{"embedding": …}`` objects."""
     data = decode_json(body, "embedding response")
     if isinstance(data, dict):
@@ -320,7 +320,7 @@ def _width_error(i: int, wanted: int, got: int) -> UnexpectedResponseError:
     )
 
 
-def parse_completion(body: bytes) -> list[str]:
+def parse_completion(body: bytes | memoryview) -> list[str]:
     """Return the ``result`` texts of a completion answer."""
     data = decode_json(body, "completion response")
     rows = data.get("completion") if isinstance(data, dict) else None

@@ -18,9 +18,11 @@ from es_inference._errors import (
     TLSError,
 )
 from es_inference._http1 import (
+    SERIAL_ABOVE,
     AsyncPool,
     HTTPFailure,
     Origin,
+    Response,
     SyncPool,
     Timeout,
     TLSFailure,
@@ -128,13 +130,17 @@ def sync_pool(server: ScriptedServer, timeout: float = 5.0) -> SyncPool:
     return SyncPool(server.origin, None, 4, 5.0, timeout)
 
 
+def body(answer: Response) -> bytes:
+    return bytes(answer.body)
+
+
 def test_sync_pool_keeps_one_connection_alive(
     scripted: Callable[..., ScriptedServer],
 ) -> None:
     server = scripted(lambda n: OK)
     pool = sync_pool(server)
     try:
-        answers = [pool.request(GET, "GET").body for _ in range(5)]
+        answers = [pool.request(GET, "GET", body) for _ in range(5)]
     finally:
         pool.close()
     assert answers == [b"{}"] * 5
@@ -151,8 +157,8 @@ def test_async_pool_keeps_connections_alive(
         try:
             answers = []
             for _ in range(3):
-                batch = [pool.request(GET, "GET") for _ in range(3)]
-                answers += [r.body for r in await asyncio.gather(*batch)]
+                batch = [pool.request(GET, "GET", body) for _ in range(3)]
+                answers += await asyncio.gather(*batch)
             return answers
         finally:
             pool.close()
@@ -167,13 +173,13 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(
     server = scripted(lambda n: OK)
     pool = sync_pool(server)
     try:
-        pool.request(GET, "GET")
+        pool.request(GET, "GET", body)
         server.close_connections()
         for _ in range(100):  # until the close has reached this side
             if not pool._idle or not pool._idle[0].usable(0.0):
                 break
             threading.Event().wait(0.01)
-        assert pool.request(GET, "GET").body == b"{}"
+        assert pool.request(GET, "GET", body) == b"{}"
     finally:
         pool.close()
     assert server.accepted == 2
@@ -187,7 +193,7 @@ def test_connection_close_answers_are_not_reused(
     pool = sync_pool(server)
     try:
         for _ in range(3):
-            pool.request(GET, "GET")
+            pool.request(GET, "GET", body)
     finally:
         pool.close()
     assert server.accepted == 3
@@ -259,13 +265,13 @@ def test_no_answer_in_time_is_a_timeout_and_a_request_timeout(
     async def run() -> None:
         pool = AsyncPool(server.origin, None, 1, 5.0, 0.05)
         try:
-            await pool.request(GET, "GET")
+            await pool.request(GET, "GET", body)
         finally:
             pool.close()
 
     try:
         with pytest.raises(Timeout) as sync_info:
-            pool.request(GET, "GET")
+            pool.request(GET, "GET", body)
         with pytest.raises(Timeout) as async_info:
             asyncio.run(run())
     finally:
@@ -304,3 +310,84 @@ def test_a_proxy_in_the_environment_routes_through_httpx(
     assert proxied._origin is None
     assert direct._origin is not None
     assert plain._origin is not None
+
+
+LARGE = b"[" + b"1.0," * (SERIAL_ABOVE // 4) + b"1.0]"
+LARGE_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(LARGE) + LARGE
+
+
+class Overlap:
+    """Counts how many answers are being consumed at once."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def consume(self, answer: Response) -> int:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            threading.Event().wait(0.02)
+            assert bytes(answer.body) == LARGE
+            return len(answer.body)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def test_large_answers_are_consumed_one_at_a_time_over_threads(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted(lambda n: LARGE_ANSWER)
+    pool = sync_pool(server)
+    overlap = Overlap()
+    threads = [
+        threading.Thread(target=pool.request, args=(GET, "GET", overlap.consume))
+        for _ in range(4)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # The gate is free again.
+        assert pool.request(GET, "GET", lambda a: len(a.body)) == len(LARGE)
+    finally:
+        pool.close()
+    assert overlap.most == 1 and server.requests == 5
+
+
+def test_large_answers_are_consumed_one_at_a_time_on_a_loop(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted(lambda n: LARGE_ANSWER)
+    overlap = Overlap()
+
+    async def run() -> list[int]:
+        pool = AsyncPool(server.origin, None, 4, 5.0, 5.0)
+        try:
+            return await asyncio.gather(
+                *(pool.request(GET, "GET", overlap.consume) for _ in range(4))
+            )
+        finally:
+            pool.close()
+
+    assert asyncio.run(run()) == [len(LARGE)] * 4
+    assert overlap.most == 1
+
+
+def test_a_view_of_the_buffer_is_released_after_consuming(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted(lambda n: LARGE_ANSWER)
+    pool = sync_pool(server)
+    kept: list[memoryview | bytes] = []
+    try:
+        pool.request(GET, "GET", lambda answer: kept.append(answer.body))
+        assert pool.request(GET, "GET", body) == LARGE  # the buffer is reused
+    finally:
+        pool.close()
+    with pytest.raises(ValueError, match="released"):
+        bytes(kept[0])

@@ -322,7 +322,7 @@ def _deleting_sync(
     lock = threading.Lock()
     seen = [0]
 
-    def send(request: Any) -> bytes:
+    def send(request: Any, *parse: Any) -> Any:
         if request.method == "POST":
             with lock:
                 seen[0] += 1
@@ -332,7 +332,7 @@ def _deleting_sync(
                     f"{url}/_inference/{inference_id}", headers=AUTH
                 )
                 assert response.status_code == 200
-        return original(request)
+        return original(request, *parse)
 
     transport.send = send  # type: ignore[method-assign]
 
@@ -344,7 +344,7 @@ def _deleting_async(
     original = transport.send
     seen = [0]
 
-    async def send(request: Any) -> bytes:
+    async def send(request: Any, *parse: Any) -> Any:
         if request.method == "POST":
             seen[0] += 1
             if seen[0] in at:
@@ -353,7 +353,7 @@ def _deleting_async(
                         f"{url}/_inference/{inference_id}", headers=AUTH
                     )
                 assert response.status_code == 200
-        return await original(request)
+        return await original(request, *parse)
 
     transport.send = send  # type: ignore[method-assign]
 

@@ -11,13 +11,16 @@ from collections.abc import Callable
 import pytest
 
 from es_inference._http1 import (
+    SERIAL_ABOVE,
     HTTPFailure,
     Origin,
     RequestEncoder,
     Response,
     Truncated,
     _AsyncConnection,
+    _AsyncGate,
     _SyncConnection,
+    _SyncGate,
 )
 
 Answer = Callable[..., Response]
@@ -29,8 +32,12 @@ def answer_sync(raw: bytes, method: str = "POST") -> Response:
     writer = threading.Thread(target=_serve, args=(server, raw))
     writer.start()
     connection = _SyncConnection(client)
+    gate = _SyncGate()
     try:
-        return connection.exchange(b"request", method)
+        response, gated = connection.exchange(b"request", method, gate)
+        if gated:
+            gate.lock.release()
+        return response._replace(body=bytes(response.body))
     finally:
         connection.close()
         writer.join()
@@ -50,7 +57,10 @@ async def _answer_async(raw: bytes, method: str) -> Response:
     reader, stream = await asyncio.open_connection(sock=client)
     connection = _AsyncConnection(reader, stream)
     try:
-        return await connection.exchange(b"request", method, 10.0)
+        gate = _AsyncGate()
+        response = await connection.exchange(b"request", method, 10.0, gate)
+        gate.release_mine()
+        return response
     finally:
         connection.close()
         await stream.wait_closed()
@@ -197,3 +207,9 @@ def test_headers_that_could_break_the_request_are_refused(
 ) -> None:
     with pytest.raises(ValueError):
         RequestEncoder(Origin.from_url("http://localhost:9200"), headers)
+
+
+def test_a_large_body_arrives_whole(answer: Answer) -> None:
+    body = bytes(range(256)) * (SERIAL_ABOVE // 256 + 3)
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    assert answer(raw).body == body
