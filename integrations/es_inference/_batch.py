@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -93,11 +94,53 @@ def check_texts(texts: object, max_chars: int | None) -> list[str]:
     return items
 
 
-def plan(n: int, batch_size: int) -> list[tuple[int, int]]:
+class Plan(Sequence[tuple[int, int]]):
+    """``(start, stop)`` of each request, in input order, computed when asked.
+
+    A list would hold about 120 bytes per request: an eighth of a Titan vector's
+    four bytes times 256 dimensions, for as long as the call runs.
+    """
+
+    __slots__ = ("batch_size", "total")
+
+    def __init__(self, total: int, batch_size: int) -> None:
+        self.total = total
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-self.total // self.batch_size)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[int, int]]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[int, int] | list[tuple[int, int]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(index)
+        start = position * self.batch_size
+        return start, min(start + self.batch_size, self.total)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Plan(total={self.total}, batch_size={self.batch_size})"
+
+
+def plan(n: int, batch_size: int) -> Plan:
     """``(start, stop)`` of each request, in input order."""
     if batch_size < 1:
         raise ConfigurationError(f"batch_size must be at least 1, got {batch_size}")
-    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    return Plan(n, batch_size)
 
 
 @dataclass

@@ -66,20 +66,25 @@ def embed_to_file(
 ) -> int:
     """Embed ``total`` texts into the ``.npy`` file ``out``, ``chunk`` at a time.
 
-    The array is memory-mapped, so memory stays bounded by one chunk. Progress is
-    kept in ``<out>.progress``; after an interruption the next call resumes from the
-    first row not yet written. Returns the number of rows embedded by this call.
+    Each chunk is embedded straight into its rows of the file, mapped for that
+    chunk only, so memory stays bounded by one chunk whatever the corpus size (a
+    mapping of the whole file would keep every written page resident). Progress
+    is kept in ``<out>.progress``; after an interruption the next call resumes
+    from the first row not yet written. Returns the number of rows embedded by
+    this call.
     """
     path = Path(out)
     progress = path.with_name(path.name + ".progress")
     done = 0
-    array = None
+    layout: tuple[int, int] | None = None  # (dims, offset of the first row)
     if resume and path.exists() and progress.exists():
         array = open_memmap(path, mode="r+")
+        rows, layout = array.shape[0], (array.shape[1], array.offset)
+        del array
         done = int(progress.read_text().strip() or 0)
-        if array.shape[0] != total:
+        if rows != total:
             raise InputError(
-                f"{path} holds {array.shape[0]} rows but the input has {total}; "
+                f"{path} holds {rows} rows but the input has {total}; "
                 "delete it to start over"
             )
         logger.info("resuming %s at row %d of %d", path, done, total)
@@ -91,16 +96,30 @@ def embed_to_file(
         batch = list(itertools.islice(source, chunk))
         if not batch:
             raise InputError(f"the input ended after {done} of {total} texts")
-        vectors = service.embed(batch)
-        if array is None:
+        if layout is None:
+            vectors = service.embed(batch)
             array = open_memmap(
                 path, mode="w+", dtype=np.float32, shape=(total, vectors.shape[1])
             )
-        array[done : done + len(batch)] = vectors
-        array.flush()
+            layout = (vectors.shape[1], array.offset)
+            array[: len(batch)] = vectors
+            array.flush()
+            del array, vectors
+        else:
+            dims, offset = layout
+            rows_view = np.memmap(
+                path,
+                dtype=np.float32,
+                mode="r+",
+                offset=offset + done * dims * 4,
+                shape=(len(batch), dims),
+            )
+            service.embed(batch, out=rows_view)
+            rows_view.flush()
+            del rows_view
         done += len(batch)
         progress.write_text(str(done))
-    if array is None:  # an empty input
+    if layout is None:  # an empty input
         np.save(path, np.zeros((0, 0), dtype=np.float32))
     progress.unlink(missing_ok=True)
     return done - start_done
