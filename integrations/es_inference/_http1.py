@@ -52,6 +52,8 @@ T = TypeVar("T")
 
 #: An answer's body: bytes, or a view of a pool's buffer valid until it is consumed.
 Body = bytes | memoryview
+#: A request: one buffer, or a head and a large body sent one after the other.
+Outgoing = bytes | tuple[bytes, bytes]
 
 #: Seconds an idle connection is kept for reuse, as httpx does.
 KEEPALIVE_EXPIRY = 5.0
@@ -61,6 +63,7 @@ SERIAL_ABOVE = 256 * 1024
 _HEAD_LIMIT = 64 * 1024
 _MAX_HEADERS = 100
 _WRITE_BUFFER_HIGH = 256 * 1024
+_JOIN_BELOW = 64 * 1024
 _REST = -1
 _LINE = -2
 _HEAD = -3
@@ -169,8 +172,11 @@ class RequestEncoder:
         path: str,
         params: Mapping[str, str] | None,
         body: bytes | None,
-    ) -> bytes:
-        """The whole request: request line, headers and body."""
+    ) -> Outgoing:
+        """The whole request: request line, headers and body.
+
+        A large body comes back beside its head rather than copied after it.
+        """
         key = (method, path, tuple(params.items()) if params else ())
         head = self._heads.get(key)
         if head is None:
@@ -185,6 +191,8 @@ class RequestEncoder:
             if method not in ("POST", "PUT", "PATCH"):
                 return head + b"\r\n"
             body = b""
+        if len(body) >= _JOIN_BELOW:
+            return b"%sContent-Length: %d\r\n\r\n" % (head, len(body)), body
         return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
 
 
@@ -354,11 +362,12 @@ class _SyncConnection:
         return not _readable(self.sock)
 
     def exchange(
-        self, data: bytes, method: str, gate: _SyncGate
+        self, data: Outgoing, method: str, gate: _SyncGate
     ) -> tuple[Response, bool]:
         """Send ``data``, read the answer; True if it holds ``gate`` (release it)."""
         try:
-            self.sock.sendall(data)
+            for part in (data,) if isinstance(data, bytes) else data:
+                self.sock.sendall(part)
         except TimeoutError:
             raise Timeout("WriteTimeout", "timed out sending the request") from None
         except OSError as exc:
@@ -489,7 +498,9 @@ class SyncPool:
         self._gate = _SyncGate()
         self._closed = False
 
-    def request(self, data: bytes, method: str, consume: Callable[[Response], T]) -> T:
+    def request(
+        self, data: Outgoing, method: str, consume: Callable[[Response], T]
+    ) -> T:
         """Send ``data`` (a whole request), read the answer and ``consume`` it.
 
         ``consume`` must be done with a memoryview body when it returns: the
@@ -611,7 +622,7 @@ class _AsyncConnection:
         )
 
     async def exchange(
-        self, data: bytes, method: str, timeout: float, gate: _AsyncGate
+        self, data: Outgoing, method: str, timeout: float, gate: _AsyncGate
     ) -> Response:
         """Send ``data`` and read the answer; a large body leaves ``gate`` held."""
         # One deadline for the whole exchange (a timer per read would cost more
@@ -622,10 +633,13 @@ class _AsyncConnection:
         except TimeoutError:
             raise Timeout("ReadTimeout", "timed out waiting for the response") from None
 
-    async def _exchange(self, data: bytes, method: str, gate: _AsyncGate) -> Response:
+    async def _exchange(
+        self, data: Outgoing, method: str, gate: _AsyncGate
+    ) -> Response:
         writer, reader = self.writer, self.reader
         try:
-            writer.write(data)
+            for part in (data,) if isinstance(data, bytes) else data:
+                writer.write(part)
             if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH:
                 await writer.drain()
         except OSError as exc:
@@ -716,7 +730,7 @@ class AsyncPool:
         self._closed = False
 
     async def request(
-        self, data: bytes, method: str, consume: Callable[[Response], T]
+        self, data: Outgoing, method: str, consume: Callable[[Response], T]
     ) -> T:
         """Send ``data`` (a whole request), read the answer and ``consume`` it."""
         if self._slots.locked():

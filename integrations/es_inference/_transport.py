@@ -39,6 +39,7 @@ from ._http1 import (
     ConnectFailure,
     HTTPFailure,
     Origin,
+    Outgoing,
     RequestEncoder,
     Response,
     SyncPool,
@@ -170,7 +171,7 @@ class _Base:
         unverified.verify_mode = ssl.CERT_NONE
         return unverified
 
-    def _lean_request(self, request: Request) -> bytes:
+    def _lean_request(self, request: Request) -> Outgoing:
         assert self._encoder is not None
         return self._encoder.encode(
             request.method, request.path, request.params, request.body

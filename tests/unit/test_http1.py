@@ -213,3 +213,11 @@ def test_a_large_body_arrives_whole(answer: Answer) -> None:
     body = bytes(range(256)) * (SERIAL_ABOVE // 256 + 3)
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     assert answer(raw).body == body
+
+
+def test_a_large_request_body_is_sent_beside_its_head() -> None:
+    encoder = RequestEncoder(Origin.from_url("http://localhost:9200"), {})
+    body = b"x" * 100_000
+    head, sent = encoder.encode("POST", "/p", None, body)
+    assert sent is body
+    assert head.endswith(b"Content-Length: 100000\r\n\r\n")
