@@ -225,8 +225,10 @@ class InferenceService:
 
     def call(self, send: Callable[[ReadyEndpoint], T]) -> T:
         """Run ``send`` against the endpoint; after a 404, re-ensure once and retry."""
-        ready = self.endpoint()
+        # The generation is read first: a loss seen by another caller in between
+        # then leaves this call's ready endpoint fresh rather than its generation.
         generation = self._generation
+        ready = self.endpoint()
         try:
             return send(ready)
         except NotFoundError:
@@ -235,8 +237,8 @@ class InferenceService:
 
     async def acall(self, send: Callable[[ReadyEndpoint], Awaitable[T]]) -> T:
         """Async :meth:`call`."""
-        ready = await self.aendpoint()
         generation = self._generation
+        ready = await self.aendpoint()
         try:
             return await send(ready)
         except NotFoundError:
