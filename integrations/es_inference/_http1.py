@@ -600,7 +600,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
 
     async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
-        return await asyncio.wait_for(awaitable, seconds)
+        try:
+            return await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:  # not yet the built-in TimeoutError on 3.10
+            raise TimeoutError from None
 
 
 class _AsyncConnection:
