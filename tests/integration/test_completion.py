@@ -20,8 +20,6 @@ from llama_index.core import PromptTemplate as LlamaPromptTemplate
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.base.response.schema import StreamingResponse
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.callbacks.base_handler import BaseCallbackHandler as LlamaHandler
-from llama_index.core.callbacks.schema import CBEventType
 from pydantic import SecretStr
 
 from es_inference import (
@@ -42,6 +40,7 @@ from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import FaultConfig, LocalServer
 
 from .helpers import API_KEY, TITAN
+from .payloads import LlamaPayloads as Payloads
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN_TEXT = "amazon.titan-text-express-v1"
@@ -739,44 +738,6 @@ def test_llama_metadata_defaults_and_overrides(local_server: LocalServer) -> Non
     assert meta.num_output == 300
     llm = LlamaLLM(**args(local_server.url, context_window=8192, num_output=64))
     assert (llm.metadata.context_window, llm.metadata.num_output) == (8192, 64)
-
-
-class Payloads(LlamaHandler):
-    """Keeps every LlamaIndex callback payload."""
-
-    def __init__(self) -> None:
-        super().__init__([], [])
-        self.seen: list[Any] = []
-
-    def on_event_start(
-        self,
-        event_type: CBEventType,
-        payload: dict[str, Any] | None = None,
-        event_id: str = "",
-        parent_id: str = "",
-        **kwargs: Any,
-    ) -> str:
-        self.seen.append(payload)
-        return event_id
-
-    def on_event_end(
-        self,
-        event_type: CBEventType,
-        payload: dict[str, Any] | None = None,
-        event_id: str = "",
-        **kwargs: Any,
-    ) -> None:
-        self.seen.append(payload)
-
-    def start_trace(self, trace_id: str | None = None) -> None:
-        """Traces are not needed here."""
-
-    def end_trace(
-        self,
-        trace_id: str | None = None,
-        trace_map: dict[str, list[str]] | None = None,
-    ) -> None:
-        """Traces are not needed here."""
 
 
 def test_llama_secrets_stay_out_of_payloads_and_dumps(

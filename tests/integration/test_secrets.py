@@ -8,52 +8,15 @@ from typing import Any
 
 import pytest
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.callbacks.base_handler import BaseCallbackHandler
-from llama_index.core.callbacks.schema import CBEventType
 
 from es_inference import EsInferenceError
 from es_inference.langchain import ElasticInferenceEmbeddings
 from es_inference.llama_index import ElasticInferenceEmbedding
 
 from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, bedrock
+from .payloads import LlamaPayloads as Collector
 
 SECRETS = (API_KEY, AWS_ACCESS, AWS_SECRET)
-
-
-class Collector(BaseCallbackHandler):
-    def __init__(self) -> None:
-        super().__init__([], [])
-        self.payloads: list[Any] = []
-
-    def on_event_start(
-        self,
-        event_type: CBEventType,
-        payload: dict[str, Any] | None = None,
-        event_id: str = "",
-        parent_id: str = "",
-        **kwargs: Any,
-    ) -> str:
-        self.payloads.append(payload)
-        return event_id
-
-    def on_event_end(
-        self,
-        event_type: CBEventType,
-        payload: dict[str, Any] | None = None,
-        event_id: str = "",
-        **kwargs: Any,
-    ) -> None:
-        self.payloads.append(payload)
-
-    def start_trace(self, trace_id: str | None = None) -> None:
-        return None
-
-    def end_trace(
-        self,
-        trace_id: str | None = None,
-        trace_map: dict[str, list[str]] | None = None,
-    ) -> None:
-        return None
 
 
 def assert_clean(text: str | bytes, where: str) -> None:
@@ -111,10 +74,10 @@ def test_secrets_stay_out_of_everything(
         ("errors", "\n".join(failures)),
         ("repr", repr(lc) + repr(li) + str(lc) + repr(lc.embedding_service())),
         ("model_dump", lc.model_dump_json() + li.to_json()),
-        ("callback payloads", repr(collector.payloads)),
+        ("callback payloads", repr(collector.seen)),
     ]:
         assert_clean(text, name)
-    assert collector.payloads, "the callback handler saw no events"
+    assert collector.seen, "the callback handler saw no events"
 
 
 def test_pickles_carry_no_secrets_and_still_work(

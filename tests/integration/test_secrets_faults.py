@@ -22,8 +22,6 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumpd, dumps
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.callbacks.base_handler import BaseCallbackHandler as LlamaHandler
-from llama_index.core.callbacks.schema import CBEventType
 
 from es_inference import EsInferenceError, PartialResultError, StreamError
 from es_inference.langchain import ElasticInferenceEmbeddings, ElasticInferenceLLM
@@ -32,6 +30,7 @@ from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import FaultConfig, LocalServer
 
 from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, bedrock
+from .payloads import LlamaPayloads
 from .support import QUICK_RETRY
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -100,42 +99,6 @@ class LangChainPayloads(BaseCallbackHandler):
 
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         self.seen.append(error)
-
-
-class LlamaPayloads(LlamaHandler):
-    def __init__(self) -> None:
-        super().__init__([], [])
-        self.seen: list[Any] = []
-
-    def on_event_start(
-        self,
-        event_type: CBEventType,
-        payload: dict[str, Any] | None = None,
-        event_id: str = "",
-        parent_id: str = "",
-        **kwargs: Any,
-    ) -> str:
-        self.seen.append(payload)
-        return event_id
-
-    def on_event_end(
-        self,
-        event_type: CBEventType,
-        payload: dict[str, Any] | None = None,
-        event_id: str = "",
-        **kwargs: Any,
-    ) -> None:
-        self.seen.append(payload)
-
-    def start_trace(self, trace_id: str | None = None) -> None:
-        """Traces are not needed here."""
-
-    def end_trace(
-        self,
-        trace_id: str | None = None,
-        trace_map: dict[str, list[str]] | None = None,
-    ) -> None:
-        """Traces are not needed here."""
 
 
 def error_texts(error: BaseException) -> Iterator[str | bytes]:
