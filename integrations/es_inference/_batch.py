@@ -76,6 +76,14 @@ def check_texts(texts: object, max_chars: int | None) -> list[str]:
             f"inputs at indices {_show(not_str)} are not strings ({', '.join(kinds)})",
             not_str,
         )
+    unencodable = [i for i, t in enumerate(items) if not _is_utf8(t)]
+    if unencodable:
+        raise InputError(
+            f"inputs at indices {_show(unencodable)} hold lone surrogates, which "
+            "UTF-8 cannot encode (often left by a broken PDF or JSON extraction); "
+            "repair them, e.g. text.encode('utf-8', 'replace').decode()",
+            unencodable,
+        )
     blank = [i for i, t in enumerate(items) if not t.strip()]
     if blank:
         raise InputError(
@@ -136,6 +144,16 @@ class Plan(Sequence[tuple[int, int]]):
         return f"Plan(total={self.total}, batch_size={self.batch_size})"
 
 
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def plan(n: int, batch_size: int) -> Plan:
     """``(start, stop)`` of each request, in input order."""
     if batch_size < 1:
@@ -157,6 +175,7 @@ class Assembly:
     done: np.ndarray = field(init=False)
     failures: list[tuple[tuple[int, int], BaseException]] = field(default_factory=list)
     fatal: BaseException | None = None
+    cancelled: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -193,10 +212,14 @@ class Assembly:
             if _is_fatal(error) and self.fatal is None:
                 self.fatal = error
 
+    def cancel(self) -> None:
+        """Stop handing out batches: the caller has given up on this call."""
+        self.cancelled = True
+
     @property
     def stopped(self) -> bool:
         """True once no further batch should be sent."""
-        return self.fatal is not None
+        return self.fatal is not None or self.cancelled
 
     def result(self) -> FloatArray:
         """The full array, or :class:`PartialResultError` if any input has none."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 
+from ._batch import check_texts
 from ._errors import InputError
 from ._service import EmbeddingService
 
@@ -88,6 +89,7 @@ def embed_to_file(
                 "delete it to start over"
             )
         logger.info("resuming %s at row %d of %d", path, done, total)
+    _check_all(texts(), total, service.options.max_input_chars, chunk)
     start_done = done
     source = texts()
     for _ in range(done):
@@ -123,3 +125,30 @@ def embed_to_file(
         np.save(path, np.zeros((0, 0), dtype=np.float32))
     progress.unlink(missing_ok=True)
     return done - start_done
+
+
+def _check_all(
+    source: Iterator[str], total: int, max_chars: int | None, chunk: int
+) -> None:
+    """Check every text before the first request; name bad ones by line number."""
+    bad: list[int] = []
+    reasons: list[str] = []
+    first = 0
+    while first < total:
+        batch = list(itertools.islice(source, chunk))
+        if not batch:
+            break
+        try:
+            check_texts(batch, max_chars)
+        except InputError as exc:
+            bad.extend(first + i for i in exc.indices)
+            reasons.append(str(exc).split("; ", 1)[0].split(" are ", 1)[-1])
+        first += len(batch)
+    if bad:
+        lines = ", ".join(str(i + 1) for i in bad[:20])
+        more = f" and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise InputError(
+            f"lines {lines}{more} cannot be embedded ({'; '.join(sorted(set(reasons)))}"
+            "); fix or remove them, nothing was sent",
+            bad,
+        )

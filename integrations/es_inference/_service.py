@@ -284,8 +284,17 @@ class InferenceService:
             worker()
             return
         futures = [self._pool().submit(worker) for _ in range(workers)]
-        for future in futures:
-            future.result()
+        try:
+            finished, _ = concurrent.futures.wait(
+                futures, return_when=concurrent.futures.FIRST_EXCEPTION
+            )
+            for future in finished:
+                future.result()
+        except BaseException:
+            # Ctrl-C (or any error) in the caller: send no further batch. Requests
+            # already under way finish on their threads; nothing waits for them.
+            assembly.cancel()
+            raise
 
     async def arun_batches(
         self,

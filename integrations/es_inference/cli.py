@@ -164,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EsInferenceError as exc:
         print(f"es-inference: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"es-inference: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("es-inference: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from es_inference import EmbeddingService, build_spec, resolve_connection
+from es_inference import EmbeddingService, InputError, build_spec, resolve_connection
 from es_inference._demo import QUESTIONS, run
 from es_inference._files import count_texts, embed_to_file, read_texts
 from es_inference.cli import main
@@ -100,9 +100,12 @@ def test_embed_to_file_resumes_after_an_interruption(
     part = tmp_path / "part.npy"
     texts = list(read_texts(corpus))
 
+    passes = []
+
     def interrupted() -> Any:
+        passes.append(1)  # the first pass only checks the texts
         for i, text in enumerate(texts):
-            if i == 20:
+            if i == 20 and len(passes) > 1:
                 raise KeyboardInterrupt
             yield text
 
@@ -117,3 +120,22 @@ def test_embed_to_file_resumes_after_an_interruption(
     assert local_server.count("POST") == 34
     assert not progress.exists()
     np.testing.assert_array_equal(np.load(part), np.load(full))
+
+
+def test_bad_lines_are_named_before_any_request(
+    local_server: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.txt"
+    lines = [f"text {i}" for i in range(30)]
+    lines[3] = "   "
+    lines[27] = ""
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"lines 4, 28 cannot be embedded"):
+        embed_to_file(
+            _service(local_server.url),
+            lambda: read_texts(path),
+            count_texts(path),
+            tmp_path / "out.npy",
+            chunk=8,
+        )
+    assert local_server.requests == []

@@ -59,3 +59,16 @@ def test_fatal_error_with_nothing_done_is_raised_as_itself() -> None:
     assert assembly.stopped
     with pytest.raises(AuthenticationError):
         assembly.result()
+
+
+def test_lone_surrogates_are_named_before_sending() -> None:
+    with pytest.raises(InputError, match=r"indices 1 hold lone surrogates") as info:
+        check_texts(["ok é", "bad \ud83d"], None)
+    assert info.value.indices == [1]
+
+
+def test_a_cancelled_assembly_hands_out_no_more_batches() -> None:
+    assembly = Assembly(4)
+    assert not assembly.stopped
+    assembly.cancel()
+    assert assembly.stopped
