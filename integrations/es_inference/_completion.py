@@ -18,7 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._batch import Assembly, check_texts
@@ -37,7 +36,7 @@ from ._errors import (
     StreamError,
     UnexpectedResponseError,
 )
-from ._retry import RateLimiter, RetryPolicy, is_throttle, log_retry
+from ._retry import Attempts
 from ._service import InferenceService, ServiceOptions
 from ._sse import CompletionStreamDecoder
 from ._wire import Request, infer, parse_completion
@@ -272,14 +271,10 @@ class _StreamRun:
         return out
 
 
-@dataclass
-class _Attempts:
-    """Retry bookkeeping of one streamed call."""
+class _StreamAttempts(Attempts):
+    """Retry bookkeeping of one streamed call: also re-ensures at most once."""
 
-    retry: RetryPolicy
-    count: int = 0
-    started: float = field(default_factory=time.monotonic)
-    reensured: bool = False
+    reensured = False
 
 
 class CompletionService(InferenceService):
@@ -532,7 +527,7 @@ class CompletionService(InferenceService):
         self, prompt: str, settings: Mapping[str, Any], stops: Sequence[str]
     ) -> Iterator[str]:
         transport = self.sync_transport
-        attempts = _Attempts(self.options.retry)
+        attempts = _StreamAttempts("", self.options.retry)
         secrets = self.connection.secret_values()
         while True:
             ready = self.endpoint()
@@ -540,11 +535,11 @@ class CompletionService(InferenceService):
             run = _StreamRun(
                 self._request(ready, prompt, settings, stream=True), stops, secrets
             )
-            limiter = self.limiter(ready)
-            if limiter is not None:
-                wait = limiter.reserve()
-                if wait > 0:
-                    time.sleep(wait)
+            attempts.limiter = self.limiter(ready)
+            attempts.where = f"{run.request.method} {run.request.path}"
+            wait = attempts.next_wait()
+            if wait > 0:
+                time.sleep(wait)
             try:
                 with transport.stream(run.request) as chunks:
                     for chunk in chunks:
@@ -553,18 +548,17 @@ class CompletionService(InferenceService):
                             break
                 yield from run.finish()
             except EsInferenceError as exc:
-                delay = self._after_failure(exc, run, attempts, generation, limiter)
+                delay = self._after_failure(exc, run, attempts, generation)
                 time.sleep(delay)
                 continue
-            if limiter is not None:
-                limiter.on_success()
+            attempts.succeeded()
             return
 
     async def _astream(
         self, prompt: str, settings: Mapping[str, Any], stops: Sequence[str]
     ) -> AsyncIterator[str]:
         transport = self.async_transport
-        attempts = _Attempts(self.options.retry)
+        attempts = _StreamAttempts("", self.options.retry)
         secrets = self.connection.secret_values()
         while True:
             ready = await self.aendpoint()
@@ -572,11 +566,11 @@ class CompletionService(InferenceService):
             run = _StreamRun(
                 self._request(ready, prompt, settings, stream=True), stops, secrets
             )
-            limiter = self.limiter(ready)
-            if limiter is not None:
-                wait = limiter.reserve()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            attempts.limiter = self.limiter(ready)
+            attempts.where = f"{run.request.method} {run.request.path}"
+            wait = attempts.next_wait()
+            if wait > 0:
+                await asyncio.sleep(wait)
             try:
                 async with transport.stream(run.request) as chunks:
                     try:
@@ -590,36 +584,32 @@ class CompletionService(InferenceService):
                 for piece in run.finish():
                     yield piece
             except EsInferenceError as exc:
-                delay = self._after_failure(exc, run, attempts, generation, limiter)
+                delay = self._after_failure(exc, run, attempts, generation)
                 await asyncio.sleep(delay)
                 continue
-            if limiter is not None:
-                limiter.on_success()
+            attempts.succeeded()
             return
 
     def _after_failure(
         self,
         error: EsInferenceError,
         run: _StreamRun,
-        attempts: _Attempts,
+        attempts: _StreamAttempts,
         generation: int,
-        limiter: RateLimiter | None,
     ) -> float:
         """Seconds to wait before streaming again, or raise :class:`StreamError`."""
-        attempts.count += 1
-        if limiter is not None and is_throttle(error):
-            limiter.on_throttle()
-        if not run.yielded:
-            if isinstance(error, NotFoundError) and not attempts.reensured:
-                attempts.reensured = True
-                self._lost(generation)
-                return 0.0
-            elapsed = time.monotonic() - attempts.started
-            delay = attempts.retry.delay(attempts.count, error, elapsed)
-            if delay is not None:
-                where = f"{run.request.method} {run.request.path}"
-                log_retry(where, attempts.count, error, delay)
-                return delay
+        if (
+            not run.yielded
+            and isinstance(error, NotFoundError)
+            and not attempts.reensured
+        ):
+            attempts.reensured = True
+            self._lost(generation)
+            return 0.0
+        # Once text has been passed on, sending again would repeat it.
+        delay = attempts.failed(error, may_retry=not run.yielded)
+        if delay is not None:
+            return delay
         partial = run.decoder.text
         raise StreamError(
             f"the completion stream of inference endpoint "

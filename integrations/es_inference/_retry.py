@@ -160,3 +160,49 @@ def log_retry(
         error,
         delay,
     )
+
+
+class Attempts:
+    """The pacing and retry decisions of one request, shared by every sender.
+
+    Senders differ only in how they wait: they call :meth:`next_wait` before each
+    attempt, :meth:`failed` after a failure (a delay, or ``None`` to give up) and
+    :meth:`succeeded` once it worked. ``limiter`` may change between attempts, e.g.
+    when the endpoint was ensured again.
+    """
+
+    def __init__(
+        self,
+        where: str,
+        retry: RetryPolicy,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.where = where
+        self.retry = retry
+        self.limiter = limiter
+        self.count = 0
+        self.started = time.monotonic()
+
+    def next_wait(self) -> float:
+        """Count a new attempt; seconds to wait for its pacing slot."""
+        self.count += 1
+        return self.limiter.reserve() if self.limiter is not None else 0.0
+
+    def failed(
+        self, error: EsInferenceError, *, may_retry: bool = True
+    ) -> float | None:
+        """Slow down after throttling; the wait before retrying, or ``None``."""
+        if self.limiter is not None and is_throttle(error):
+            self.limiter.on_throttle()
+        if not may_retry:
+            return None
+        elapsed = time.monotonic() - self.started
+        delay = self.retry.delay(self.count, error, elapsed)
+        if delay is not None:
+            log_retry(self.where, self.count, error, delay)
+        return delay
+
+    def succeeded(self) -> None:
+        """Let the pacing recover towards the configured rate."""
+        if self.limiter is not None:
+            self.limiter.on_success()

@@ -47,7 +47,7 @@ from ._http1 import (
     TLSFailure,
     Truncated,
 )
-from ._retry import RateLimiter, RetryPolicy, is_throttle, log_retry
+from ._retry import Attempts, RateLimiter, RetryPolicy
 from ._wire import Request, parse_error
 
 logger = logging.getLogger("es_inference.transport")
@@ -330,27 +330,20 @@ class SyncTransport(_Base):
         limiter: RateLimiter | None = None,
     ) -> T:
         """Send with pacing and retries; ``parse`` runs inside the retry loop."""
-        started = time.monotonic()
-        attempt = 0
+        attempts = Attempts(f"{request.method} {request.path}", retry, limiter)
         while True:
-            attempt += 1
-            if limiter is not None:
-                wait = limiter.reserve()
-                if wait > 0:
-                    time.sleep(wait)
+            wait = attempts.next_wait()
+            if wait > 0:
+                time.sleep(wait)
             try:
                 result = self.send(request, parse)
             except EsInferenceError as exc:
-                delay = retry.delay(attempt, exc, time.monotonic() - started)
-                if limiter is not None and is_throttle(exc):
-                    limiter.on_throttle()
+                delay = attempts.failed(exc)
                 if delay is None:
                     raise
-                log_retry(f"{request.method} {request.path}", attempt, exc, delay)
                 time.sleep(delay)
                 continue
-            if limiter is not None:
-                limiter.on_success()
+            attempts.succeeded()
             return result
 
     @contextmanager
@@ -499,27 +492,20 @@ class AsyncTransport(_Base):
         limiter: RateLimiter | None = None,
     ) -> T:
         """Send with pacing and retries; ``parse`` runs inside the retry loop."""
-        started = time.monotonic()
-        attempt = 0
+        attempts = Attempts(f"{request.method} {request.path}", retry, limiter)
         while True:
-            attempt += 1
-            if limiter is not None:
-                wait = limiter.reserve()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            wait = attempts.next_wait()
+            if wait > 0:
+                await asyncio.sleep(wait)
             try:
                 result = await self.send(request, parse)
             except EsInferenceError as exc:
-                delay = retry.delay(attempt, exc, time.monotonic() - started)
-                if limiter is not None and is_throttle(exc):
-                    limiter.on_throttle()
+                delay = attempts.failed(exc)
                 if delay is None:
                     raise
-                log_retry(f"{request.method} {request.path}", attempt, exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            if limiter is not None:
-                limiter.on_success()
+            attempts.succeeded()
             return result
 
     @asynccontextmanager
