@@ -39,7 +39,7 @@ from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import FaultConfig, LocalServer
 
-from .helpers import API_KEY, TITAN
+from .helpers import API_KEY, TITAN, bedrock
 from .payloads import LlamaPayloads as Payloads
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -58,18 +58,7 @@ STREAM = "/_inference/completion/"
 
 def args(url: str, **overrides: Any) -> dict[str, Any]:
     """Adapter arguments for a Claude completion endpoint on the local server."""
-    settings: dict[str, Any] = {
-        "model": HAIKU,
-        "region": "us-east-1",
-        "es_url": url,
-        "es_api_key": API_KEY,
-        "aws_access_key_id": AWS_ACCESS,
-        "aws_secret_access_key": AWS_SECRET,
-        "service_settings": dict(FAST),
-        "max_retries": 2,
-    }
-    settings.update(overrides)
-    return settings
+    return bedrock(url, **{"model": HAIKU, **overrides})
 
 
 def one_fact(i: int) -> str:
