@@ -11,7 +11,7 @@ TITAN = "amazon.titan-embed-text-v2:0"
 COHERE = "cohere.embed-english-v3"
 
 #: Texts per request and dimensions of each model on the local server.
-MODELS = {TITAN: ("amazontitan", 1, 256), COHERE: ("cohere", 96, 1024)}
+MODELS = {TITAN: ("amazontitan", 1, 1024), COHERE: ("cohere", 96, 1024)}
 
 #: ``rate_limit.requests_per_minute`` of endpoints whose rows do not test it.
 UNLIMITED_RPM = 6_000_000

@@ -26,7 +26,7 @@ def test_demo_answers_from_the_right_reference_topics(
     report = run(stream=out)
     text = out.getvalue()
     assert report.hits == len(QUESTIONS), text
-    assert report.dimensions == 256
+    assert report.dimensions == 1024
     assert report.passages > 300
     assert report.requests >= report.passages  # Titan: one text per request
     assert "started the local stand-in server" in text
@@ -84,7 +84,7 @@ def test_embed_command_writes_the_array(
     )
     assert code == 0
     vectors = np.load(out)
-    assert vectors.shape == (50, 256) and vectors.dtype == np.float32
+    assert vectors.shape == (50, 1024) and vectors.dtype == np.float32
     expected = _service(local_server.url).embed(list(read_texts(corpus)))
     np.testing.assert_array_equal(vectors, expected)
 

@@ -41,11 +41,11 @@ def test_missing_endpoint_is_created_then_used(local_server: Any) -> None:
         **bedrock(local_server.url, inference_id="titan")
     )
     vectors = embeddings.embed_documents(TEXTS)
-    assert len(vectors) == 3 and len(vectors[0]) == 256
+    assert len(vectors) == 3 and len(vectors[0]) == 1024
     assert puts(local_server) == 1
     assert posts(local_server) == 3  # Titan takes one text per request
     info = embeddings.embedding_service().endpoint().info
-    assert (info.inference_id, info.dimensions) == ("titan", 256)
+    assert (info.inference_id, info.dimensions) == ("titan", 1024)
 
 
 def test_compatible_endpoint_is_reused_without_put(local_server: Any) -> None:
@@ -138,7 +138,7 @@ def test_order_is_kept_across_a_wide_fan_out(local_server: Any) -> None:
     embeddings = ElasticInferenceEmbeddings(**bedrock(local_server.url, concurrency=12))
     forward = embeddings.embed_array(texts)
     backward = embeddings.embed_array(texts[::-1])
-    assert forward.dtype == np.float32 and forward.shape == (300, 256)
+    assert forward.dtype == np.float32 and forward.shape == (300, 1024)
     np.testing.assert_array_equal(forward, backward[::-1])
     for i in (0, 137, 299):
         np.testing.assert_array_equal(forward[i], embeddings.embed_array([texts[i]])[0])
@@ -187,7 +187,7 @@ async def test_async_twins_match_sync(local_server: Any) -> None:
     assert np.allclose(sync_docs, async_docs)
     assert np.allclose(embeddings.embed_query("q"), await embeddings.aembed_query("q"))
     array = await embeddings.aembed_array(TEXTS * 20)
-    assert array.shape == (60, 256)
+    assert array.shape == (60, 1024)
 
 
 async def test_sync_call_works_inside_a_running_loop(local_server: Any) -> None:
@@ -210,11 +210,11 @@ def test_llama_index_sync_async_and_batch(local_server: Any) -> None:
     model = ElasticInferenceEmbedding(**bedrock(local_server.url), embed_batch_size=4)
     texts = [f"llama text {i}" for i in range(10)]
     batch = model.get_text_embedding_batch(texts)
-    assert len(batch) == 10 and len(batch[0]) == 256
+    assert len(batch) == 10 and len(batch[0]) == 1024
     single = model.get_text_embedding(texts[3])
     assert np.allclose(single, batch[3])
     query = model.get_query_embedding("llama")
-    assert len(query) == 256
+    assert len(query) == 1024
     async_batch = asyncio.run(model.aget_text_embedding_batch(texts))
     assert np.allclose(async_batch, batch)
     assert np.allclose(asyncio.run(model.aget_query_embedding("llama")), query)

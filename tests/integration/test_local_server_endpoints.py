@@ -66,7 +66,7 @@ def test_put_returns_the_endpoint_with_defaults_and_without_secrets(
             "model": TITAN,
             "provider": "AMAZONTITAN",
             "rate_limit": {"requests_per_minute": 240},
-            "dimensions": 256,
+            "dimensions": 1024,
             "similarity": "cosine",
         },
         "chunking_settings": {
@@ -153,7 +153,7 @@ def test_provider_is_echoed_upper_case_and_task_settings_in_es_order(
 @pytest.mark.parametrize(
     ("model", "dims"),
     [
-        (TITAN, 256),
+        (TITAN, 1024),
         ("cohere.embed-english-v3", 1024),
         ("cohere.embed-multilingual-v3", 1024),
         ("amazon.titan-embed-text-v1", 1536),
@@ -388,7 +388,7 @@ def test_legacy_versions_use_models_and_model_id(
                 "model": TITAN,
                 "provider": "AMAZONTITAN",
                 "rate_limit": {"requests_per_minute": 240},
-                "dimensions": 256,
+                "dimensions": 1024,
                 "similarity": "cosine",
             },
             "task_settings": {},

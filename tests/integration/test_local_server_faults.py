@@ -217,6 +217,32 @@ def test_latency_delays_without_blocking_other_requests(
     assert 0.3 <= elapsed < 1.0
 
 
+def test_an_injected_error_also_waits_for_the_latency(
+    make: Callable[..., tuple[LocalServer, httpx.Client]],
+) -> None:
+    _, client = make(faults=FaultConfig(latency_ms=300, p_429=1.0))
+    started = time.perf_counter()
+    status = embed(client).status_code
+    assert status == 429 and time.perf_counter() - started >= 0.3
+
+
+def test_latency_starts_when_a_request_leaves_the_rate_limit_queue(
+    local_server_factory: Callable[..., LocalServer],
+) -> None:
+    config = FaultConfig(latency_ms=200, rate_limit=True)
+    server = local_server_factory(faults=config)
+    with closing(prepared(server, rpm=120)) as client:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert embed(client).status_code == 200
+            times.append(time.perf_counter() - started)
+    # One request every 0.5 s: the first goes at once, the later ones wait about
+    # 0.3 s in the queue (0.5 s after the previous one left it) and then 0.2 s.
+    assert times[0] >= 0.2
+    assert all(elapsed >= 0.45 for elapsed in times[1:])
+
+
 @pytest.mark.parametrize(("version", "status"), [("9.1.0", 429), ("8.17.0", 500)])
 def test_rate_limit_queue_times_out(
     local_server_factory: Callable[..., LocalServer], version: str, status: int

@@ -309,7 +309,7 @@ def test_hashing_model_serves_without_the_wheel(
     with httpx.Client(base_url=server.url, headers=HEADERS) as client:
         client.put("/_inference/text_embedding/titan", json=TITAN)
         body = client.post("/_inference/titan", json={"input": "hash me"}).json()
-    assert len(body["text_embedding"][0]["embedding"]) == 256
+    assert len(body["text_embedding"][0]["embedding"]) == 1024
 
 
 def test_a_busy_port_fails_start(local_server: LocalServer) -> None:

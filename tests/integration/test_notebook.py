@@ -33,7 +33,7 @@ async def test_quickstart_notebook_runs_inside_an_event_loop() -> None:
             await outcome
         results.append(namespace.pop("_cell_result", None))
     shape, endpoint = results[1]
-    assert shape == (3, 256)
+    assert shape == (3, 1024)
     assert endpoint.startswith("amazonbedrock-text-embedding")
     assert results[2] == "The with statement wraps a block with a context manager."
     assert "block" in results[3]

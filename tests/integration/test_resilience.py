@@ -468,7 +468,7 @@ def test_bad_inputs_are_refused_before_any_request(
 
 
 def test_exactly_max_input_chars_is_sent(local_server: LocalServer, make: Make) -> None:
-    assert len(make().embed_query("y" * 50_000)) == 256
+    assert len(make().embed_query("y" * 50_000)) == 1024
     assert posts(local_server) == 1
 
 

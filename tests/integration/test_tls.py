@@ -88,5 +88,5 @@ def test_verify_certs_false_skips_verification(
     local_server: LocalServer, front: TlsFront
 ) -> None:
     embeddings = ElasticInferenceEmbeddings(**bedrock(front.url, verify_certs=False))
-    assert embeddings.embed_array(TEXTS).shape == (3, 256)
+    assert embeddings.embed_array(TEXTS).shape == (3, 1024)
     assert front.handshake_failures == 0

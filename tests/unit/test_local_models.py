@@ -14,7 +14,7 @@ from es_inference.local._models import (
 
 
 def test_dimensions_per_model_id() -> None:
-    assert dims_for_model("amazon.titan-embed-text-v2:0") == 256
+    assert dims_for_model("amazon.titan-embed-text-v2:0") == 1024
     assert dims_for_model("cohere.embed-english-v3") == 1024
     assert dims_for_model("cohere.embed-multilingual-v3") == 1024
     assert dims_for_model("amazon.titan-embed-text-v1") == 1536

@@ -11,11 +11,24 @@ __all__ = ["Exchange", "Reply"]
 
 @dataclass
 class Exchange:
-    """What handling a request found out, for the request log."""
+    """What handling a request found out, for the request log.
+
+    Attributes:
+        inference_id: The endpoint the request named.
+        n_inputs: How many inputs it carried.
+        fault: The fault injected into it, if any.
+        started: Event-loop time at which the request's bytes began to arrive
+            or, after a wait in the rate-limit queue, at which it left the queue.
+        latency: Injected latency: the reply leaves no sooner than this many
+            seconds after :attr:`started`, so the server's own work on the
+            request is part of the latency, as a remote service's is.
+    """
 
     inference_id: str | None = None
     n_inputs: int | None = None
     fault: str | None = None
+    started: float = 0.0
+    latency: float = 0.0
 
 
 @dataclass

@@ -215,8 +215,7 @@ class InferenceRunner:
 
     async def _inject_faults(self, exchange: Exchange, endpoint: Endpoint) -> None:
         delay, fault = self.switches.fault_plan.draw()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        exchange.latency = delay
         if fault is None:
             return
         exchange.fault = fault
@@ -268,6 +267,7 @@ class InferenceRunner:
             raise self._queue_timeout(limit)
         if wait > 0:
             await asyncio.sleep(wait)
+            exchange.started = loop.time()
 
     def _model(self) -> EmbeddingModel:
         try:

@@ -17,8 +17,9 @@ Two base models are available:
   so that load tests and benchmarks measure the client rather than the model,
   with the dense floats a real model returns.
 
-Endpoints ask for a dimension that depends on the Bedrock model id (Titan v2: 256,
-Cohere v3: 1024, Titan v1: 1536, E5 small: 384). The wordllama model reaches larger
+Endpoints ask for a dimension that depends on the Bedrock model id (Titan v2: 1024,
+its default, as Elasticsearch sends no ``dimensions``; Cohere v3: 1024; Titan v1:
+1536; E5 small: 384). The wordllama model reaches larger
 sizes through a fixed, seeded random projection followed by re-normalisation, which
 keeps cosine similarities close to those of the 256-dimensional vectors.
 """
@@ -63,7 +64,7 @@ _POSITION_WEIGHT = 0.1
 
 #: Output size per Bedrock / Elasticsearch model id; anything else gets 1024.
 _MODEL_DIMS: dict[str, int] = {
-    "amazon.titan-embed-text-v2:0": 256,
+    "amazon.titan-embed-text-v2:0": 1024,
     "amazon.titan-embed-text-v1": 1536,
     "amazon.titan-embed-g1-text-02": 1536,
     "cohere.embed-english-v3": 1024,

@@ -8,9 +8,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import NamedTuple
+from typing import NamedTuple, SupportsIndex
 from urllib.parse import unquote
 
 from ._api import Application
@@ -63,6 +63,31 @@ class RequestRecord(NamedTuple):
     fault: str | None = None
 
 
+class _StampedReader(asyncio.StreamReader):
+    """A stream reader that notes when the bytes of the next request arrived.
+
+    The injected latency counts from that moment. When many requests arrive at
+    once, the server reads and handles them one after another; counting from the
+    moment each is handled would add that queue to every latency.
+    """
+
+    _stamp: float | None = None
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        if self._stamp is None:
+            self._stamp = asyncio.get_running_loop().time()
+        super().feed_data(data)
+
+    def take_stamp(self, default: float) -> float:
+        """The arrival time of the request just read, and start a new one.
+
+        Bytes of a pipelined request that came with the previous one have no
+        stamp of their own; those requests count from ``default``.
+        """
+        stamp, self._stamp = self._stamp, None
+        return default if stamp is None else stamp
+
+
 def _content_type(request: Request) -> str:
     accept = request.headers.get("accept", "")
     if "vnd.elasticsearch+json" in accept:
@@ -85,9 +110,13 @@ class _Core:
 
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port``; returns the bound port."""
-        self._server = await asyncio.start_server(
-            self._serve, host, port, limit=_READ_LIMIT
-        )
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            reader = _StampedReader(limit=_READ_LIMIT, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, self._serve, loop=loop)
+
+        self._server = await loop.create_server(protocol, host, port)
         sockname = self._server.sockets[0].getsockname()
         return int(sockname[1])
 
@@ -145,9 +174,15 @@ class _Core:
             if request is None:
                 return
 
+            loop = asyncio.get_running_loop()
             started = time.perf_counter()
-            exchange = Exchange()
+            exchange = Exchange(started=loop.time())
+            if isinstance(reader, _StampedReader):
+                exchange.started = reader.take_stamp(exchange.started)
             reply = await self.app.handle(request, exchange)
+            wait = exchange.started + exchange.latency - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             status = 0 if exchange.fault == "reset" else reply.status
             # Recorded before the reply goes out, so a client that has its answer
             # always finds the request in the log.
