@@ -101,14 +101,14 @@ def scenarios(quick: bool) -> list[Scenario]:
     if quick:
         return [
             Scenario("titan-q", TITAN, 5, None, (64, 64, 16, 64, 64)),
-            Scenario("cohere-q", COHERE, 5, None, (960, 960, 16, 64, 0)),
+            Scenario("cohere-q", COHERE, 5, None, (960, 960, 16, 64, 960)),
         ]
     return [
         Scenario("titan-20", TITAN, 20, None, (12000, 12000, 150, 1500, 6000)),
-        Scenario("titan-100", TITAN, 100, None, (800, 800, 30, 400, 800)),
-        Scenario("titan-rl", TITAN, 20, 6000, (500, 500, 150, 400, 0)),
-        Scenario("cohere-20", COHERE, 20, None, (20000, 20000, 150, 1500, 0)),
-        Scenario("cohere-100", COHERE, 100, None, (20000, 20000, 30, 400, 0)),
+        Scenario("titan-100", TITAN, 100, None, (2100, 2100, 30, 400, 800)),
+        Scenario("titan-rl", TITAN, 20, 6000, (2100, 2100, 150, 400, 0)),
+        Scenario("cohere-20", COHERE, 20, None, (20000, 20000, 150, 1500, 20000)),
+        Scenario("cohere-100", COHERE, 100, None, (20000, 20000, 30, 400, 20000)),
         Scenario("cohere-rl", COHERE, 20, 1800, (20000, 20000, 150, 200, 0)),
     ]
 

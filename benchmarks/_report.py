@@ -177,17 +177,23 @@ def _throughput(
             f"the limit, {scenario.limit:,.0f} texts/s, is above what one core can "
             f"parse at the floor ({ceiling:,.0f} texts/s): the client is CPU-bound; "
             f"reached {row.rate:,.0f} = {row.rate / ceiling:.0%} of that ceiling"
+            + _bare(probe, ceiling)
             + _busy(row),
         )
     detail = f"{row.rate:,.0f} of {scenario.limit:,.0f} texts/s ({share:.0%})"
-    if probe is not None and not probe.error and share < 0.9:
-        detail += (
-            f"; a bare client with no library reached {probe.rate:,.0f} "
-            f"({probe.rate / scenario.limit:.0%}) against the same server"
-        )
     if share < 0.9:
-        detail += _busy(row)
+        detail += _bare(probe, scenario.limit) + _busy(row)
     return Check("≥ 90% of the limit", where, share >= 0.9, detail)
+
+
+def _bare(probe: Row | None, reference: float) -> str:
+    """What the bare client reached against the same server, if it ran."""
+    if probe is None or probe.error:
+        return ""
+    return (
+        f"; a bare client with no library reached {probe.rate:,.0f} "
+        f"({probe.rate / reference:.0%}) against the same server"
+    )
 
 
 def _busy(row: Row) -> str:
@@ -221,6 +227,11 @@ def _cpu(
                 "floor)"
             )
         detail += ": the HTTP exchange, not the parsing, is the cost of a request"
+    elif over > 1.5 and probe is not None and not probe.error:
+        detail += (
+            f"; a bare client with no library: "
+            f"{probe.cpu_per_mfloat / (probe.floor or reference):.1f}× its floor"
+        )
     return Check(
         "CPU ≤ 1.5× the parsing floor",
         f"{scenario.title}, {LABELS[row.client]}",

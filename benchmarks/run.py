@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from es_inference._batch import DEFAULT_CONCURRENCY
+
 from ._floor import PARSER, Floor, measure
 from ._plan import COHERE, FILE_CHUNK, FILE_SIZES, TITAN, Scenario, scenarios
 from ._report import MIB, Check, build_rows, checks, table
@@ -194,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "inference_id": scenario.inference_id,
                                 "texts": str(directory / "corpus.json"),
                                 "count": scenario.count(client),
+                                "per_request": scenario.per_request,
+                                "connections": DEFAULT_CONCURRENCY,
                                 "answers": str(captured),
                                 "floor_seconds": floor_seconds,
                             }
