@@ -13,7 +13,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from ._batch import check_texts
-from ._errors import InputError
+from ._errors import InputError, PartialResultError
 from ._service import EmbeddingService
 
 logger = logging.getLogger("es_inference.files")
@@ -73,6 +73,13 @@ def embed_to_file(
     is kept in ``<out>.progress``; after an interruption the next call resumes
     from the first row not yet written. Returns the number of rows embedded by
     this call.
+
+    Raises:
+        InputError: A text cannot be embedded (checked for every line before the
+            first request), or the file holds a different number of rows.
+        FilePartialError: Some texts of a chunk still failed after their retries.
+            The rows before the first failed one are saved, and the next call
+            resumes there.
     """
     path = Path(out)
     progress = path.with_name(path.name + ".progress")
@@ -98,33 +105,109 @@ def embed_to_file(
         batch = list(itertools.islice(source, chunk))
         if not batch:
             raise InputError(f"the input ended after {done} of {total} texts")
-        if layout is None:
-            vectors = service.embed(batch)
-            array = open_memmap(
-                path, mode="w+", dtype=np.float32, shape=(total, vectors.shape[1])
-            )
-            layout = (vectors.shape[1], array.offset)
-            array[: len(batch)] = vectors
-            array.flush()
-            del array, vectors
-        else:
-            dims, offset = layout
-            rows_view = np.memmap(
-                path,
-                dtype=np.float32,
-                mode="r+",
-                offset=offset + done * dims * 4,
-                shape=(len(batch), dims),
-            )
-            service.embed(batch, out=rows_view)
-            rows_view.flush()
-            del rows_view
+        written = 0
+        try:
+            if layout is None:
+                layout = _create(path, total, service.embed(batch[:1]))
+                written = 1
+            if written < len(batch):
+                _embed_rows(service, batch[written:], path, layout, done + written)
+        except PartialResultError as exc:
+            saved = done + written + _leading(exc.succeeded)
+            if layout is not None:
+                progress.write_text(str(saved))
+            raise FilePartialError(exc, path, done + written, saved, total) from None
         done += len(batch)
         progress.write_text(str(done))
     if layout is None:  # an empty input
         np.save(path, np.zeros((0, 0), dtype=np.float32))
     progress.unlink(missing_ok=True)
     return done - start_done
+
+
+class FilePartialError(PartialResultError):
+    """A chunk of :func:`embed_to_file` failed after its retries.
+
+    Indices are rows of the whole input. The rows before the first failed one are
+    in the file, and the next call resumes at :attr:`resume_at`.
+
+    Attributes:
+        path: The ``.npy`` file.
+        resume_at: The first row not saved.
+    """
+
+    def __init__(
+        self,
+        chunk_error: PartialResultError,
+        path: Path,
+        start: int,
+        saved: int,
+        total: int,
+    ) -> None:
+        succeeded = np.zeros(total, dtype=bool)
+        succeeded[:saved] = True
+        super().__init__(
+            [start + i for i in chunk_error.failed_indices],
+            [([start + i for i in idx], err) for idx, err in chunk_error.errors],
+            None,
+            succeeded,
+            total,
+        )
+        self.path = path
+        self.resume_at = saved
+        self.args = (
+            f"{self.args[0]}; rows 0 to {saved - 1} are saved in {path}, and "
+            f"running again resumes at row {saved}"
+            if saved
+            else f"{self.args[0]}; nothing is saved yet in {path}",
+        )
+
+
+def _leading(succeeded: np.ndarray) -> int:
+    """How many inputs at the start succeeded, before the first failure."""
+    failed = np.flatnonzero(~succeeded)
+    return int(failed[0]) if failed.size else len(succeeded)
+
+
+def _create(path: Path, total: int, first: np.ndarray) -> tuple[int, int]:
+    """Make the file at the dimension of the first answer and write its row.
+
+    Returns the layout ``(dims, offset of row 0)``.
+    """
+    array = open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(total, first.shape[1])
+    )
+    layout = (first.shape[1], array.offset)
+    array[0] = first[0]
+    array.flush()
+    del array
+    return layout
+
+
+def _embed_rows(
+    service: EmbeddingService,
+    batch: list[str],
+    path: Path,
+    layout: tuple[int, int],
+    start: int,
+) -> None:
+    """Embed ``batch`` straight into rows ``start`` onwards, mapped for them only.
+
+    When some texts fail, the rows of the others are written all the same.
+    """
+    dims, offset = layout
+    rows = np.memmap(
+        path,
+        dtype=np.float32,
+        mode="r+",
+        offset=offset + start * dims * 4,
+        shape=(len(batch), dims),
+    )
+    try:
+        service.embed(batch, out=rows)
+    finally:
+        rows.flush()
+        del rows
 
 
 def _check_all(

@@ -1,0 +1,97 @@
+"""``embed_to_file`` when some texts still fail after their retries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from es_inference import (
+    ApiError,
+    EmbeddingService,
+    EsInferenceError,
+    PartialResultError,
+    ServiceOptions,
+    build_spec,
+    resolve_connection,
+)
+from es_inference._files import FilePartialError, embed_to_file
+from es_inference._retry import NO_RETRY
+from es_inference.local import FaultConfig
+
+from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, FAST, TITAN
+
+TEXTS = [f"line {i} of a corpus that fails in part" for i in range(60)]
+
+
+def _service(url: str, *, retries: bool) -> EmbeddingService:
+    options = ServiceOptions() if retries else ServiceOptions(retry=NO_RETRY)
+    return EmbeddingService(
+        resolve_connection(es_url=url, es_api_key=API_KEY, env={}),
+        build_spec(
+            "text_embedding",
+            model=TITAN,
+            region="us-east-1",
+            aws_access_key_id=AWS_ACCESS,
+            aws_secret_access_key=AWS_SECRET,
+            service_settings=FAST,
+            env={},
+        ),
+        options,
+    )
+
+
+def _embed(service: EmbeddingService, out: Path) -> int:
+    return embed_to_file(service, lambda: iter(TEXTS), len(TEXTS), out, chunk=16)
+
+
+def _fail_once(local_server: Any, out: Path, seed: int) -> int:
+    """Embed under injected 503s without retries; returns where a rerun resumes."""
+    failing = _service(local_server.url, retries=False)
+    failing.embed(TEXTS[:1])  # the endpoint exists before faults start
+    local_server.set_faults(FaultConfig(p_503=0.08, seed=seed))
+    try:
+        with pytest.raises(EsInferenceError) as caught:
+            _embed(failing, out)
+    finally:
+        local_server.set_faults(None)
+    progress = out.with_name(out.name + ".progress")
+    saved = int(progress.read_text()) if progress.exists() else 0
+    error = caught.value
+    if not isinstance(error, FilePartialError):
+        # Every request of the step failed: the error is that request's own, and
+        # the rows of earlier steps are kept.
+        assert isinstance(error, ApiError) and error.status == 503
+        assert saved % 16 in (0, 1)
+        return saved
+    assert isinstance(error, PartialResultError)
+    # Indices are rows of the whole input, all in the step that failed, and the
+    # rerun resumes at the first of them.
+    assert error.resume_at == saved == error.failed_indices[0]
+    assert saved // 16 == error.failed_indices[-1] // 16
+    if saved:
+        assert f"running again resumes at row {saved}" in str(error)
+    return saved
+
+
+def test_rows_before_a_failure_are_kept_and_a_rerun_sends_only_the_rest(
+    local_server: Any, tmp_path: Path
+) -> None:
+    expected = _service(local_server.url, retries=True).embed(TEXTS)
+    resumed = []
+    for seed in range(1, 7):
+        out = tmp_path / f"vectors-{seed}.npy"
+        saved = _fail_once(local_server, out, seed)
+        if out.exists():
+            np.testing.assert_array_equal(np.load(out)[:saved], expected[:saved])
+        local_server.clear_requests()
+        written = _embed(_service(local_server.url, retries=True), out)
+        assert written == len(TEXTS) - saved
+        assert local_server.count("POST", "/_inference") == written
+        assert not out.with_name(out.name + ".progress").exists()
+        np.testing.assert_array_equal(np.load(out), expected)
+        resumed.append(saved)
+    # Some runs failed part-way through a step and kept that step's leading rows.
+    assert any(saved % 16 > 1 for saved in resumed), resumed
