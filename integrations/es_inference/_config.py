@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
-from ._secrets import Secret, to_secret
+from ._secrets import Secret, secret_value, to_secret
 
 logger = logging.getLogger("es_inference.config")
 
@@ -114,16 +114,40 @@ def decode_cloud_id(cloud_id: str) -> str:
     return f"https://{es_uuid}.{host}:{port or '443'}"
 
 
-def _api_key_value(api_key: Any) -> Secret | None:
-    if isinstance(api_key, (tuple, list)):
-        if len(api_key) != 2:
-            raise ConfigurationError("es_api_key as a tuple must be (id, api_key)")
-        key_id, key = api_key[0], to_secret(api_key[1])
-        if key is None:
-            return None
-        raw = f"{key_id}:{key.get_secret_value()}".encode()
-        return Secret(base64.b64encode(raw).decode())
-    return to_secret(api_key)
+def encode_api_key(api_key: Any) -> Secret | None:
+    """The encoded API key Elasticsearch takes, from an ``(id, api_key)`` pair or as is.
+
+    ``None`` or an empty string means "not given". A pair needs a non-empty id
+    (without ``:``) and a non-empty key, each a string (the key may also be a
+    secret type). No error shows any part of the pair.
+    """
+    if not isinstance(api_key, (tuple, list)):
+        try:
+            return to_secret(api_key)
+        except TypeError:
+            raise ConfigurationError(
+                "es_api_key must be the encoded key (a string) or an (id, api_key) "
+                f"pair, got {type(api_key).__name__}"
+            ) from None
+    if len(api_key) != 2:
+        raise ConfigurationError(
+            f"es_api_key as a pair must be (id, api_key), got {len(api_key)} items"
+        )
+    key_id, key = api_key
+    if not isinstance(key_id, str) or not key_id or ":" in key_id:
+        raise ConfigurationError(
+            "es_api_key as a pair must start with the key's id, a non-empty string "
+            "without ':'"
+        )
+    try:
+        plain = secret_value(key)
+    except TypeError:
+        plain = None
+    if not plain:
+        raise ConfigurationError(
+            "es_api_key as a pair must end with the key itself, a non-empty string"
+        )
+    return Secret(base64.b64encode(f"{key_id}:{plain}".encode()).decode())
 
 
 def _is_loopback(host: str) -> bool:
@@ -150,6 +174,9 @@ def resolve_connection(
     env: Mapping[str, str] | None = None,
 ) -> ConnectionConfig:
     """Resolve a connection from arguments, falling back to environment variables.
+
+    ``es_api_key`` is the encoded key or an ``(id, api_key)`` pair, as the
+    official client takes it.
 
     Environment: ``ELASTICSEARCH_URL``, ``ELASTIC_CLOUD_ID``,
     ``ELASTICSEARCH_API_KEY``, ``ELASTICSEARCH_USERNAME``/``ELASTICSEARCH_PASSWORD``,
@@ -178,7 +205,7 @@ def resolve_connection(
             "put no credentials in es_url; pass es_api_key or es_user/es_password"
         )
 
-    api_key = _api_key_value(es_api_key)
+    api_key = encode_api_key(es_api_key)
     password = to_secret(es_password)
     user = es_user
     bearer = to_secret(es_bearer_token)
