@@ -86,6 +86,11 @@ class EndpointSpec:
         secret_settings: Settings that are sent on PUT and never shown by GET.
         task_settings: Stored task settings.
         chunking_settings: Stored chunking settings (embedding endpoints).
+        secrets_from_environment: Whether the secret settings were read from the
+            environment rather than given by the caller. Reusing an existing
+            endpoint applies no secret (Elasticsearch never shows them, so they
+            cannot be compared); that is logged as a WARNING for secrets given
+            by the caller, and at INFO for those from the environment.
     """
 
     task_type: str
@@ -95,6 +100,7 @@ class EndpointSpec:
     secret_settings: Mapping[str, Secret] = field(default_factory=dict)
     task_settings: Mapping[str, Any] = field(default_factory=dict)
     chunking_settings: Mapping[str, Any] | None = None
+    secrets_from_environment: bool = False
 
     def __post_init__(self) -> None:
         check_task_type(self.task_type)
@@ -167,6 +173,7 @@ def bedrock_spec(
     task_settings: Mapping[str, Any] | None = None,
     chunking_settings: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    keys_from_environment: bool | None = None,
 ) -> EndpointSpec:
     """Build an ``amazonbedrock`` endpoint spec.
 
@@ -174,6 +181,14 @@ def bedrock_spec(
     ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID`` and
     ``AWS_SECRET_ACCESS_KEY``. Keys are only needed if the endpoint must be created.
     Extra ``service_settings`` (``rate_limit``, ``max_input_tokens``, …) are merged in.
+
+    An endpoint that already exists keeps its keys: the ones given here are not
+    applied (replace them with ``es-inference rotate-keys`` or
+    ``es_inference._admin.rotate_aws_keys``). The lifecycle then logs a WARNING if
+    the keys were passed in, and only an INFO line if they came from the
+    environment, where AWS keys are often set for other tools.
+    ``keys_from_environment`` says which: by default, whether neither key was
+    passed; callers that copied the environment's keys into the arguments say so.
     """
     env = os.environ if env is None else env
     if not model or not isinstance(model, str):
@@ -211,6 +226,10 @@ def bedrock_spec(
         secrets["access_key"] = access
     if secret:
         secrets["secret_key"] = secret
+    if keys_from_environment is None:
+        keys_from_environment = not (
+            to_secret(aws_access_key_id) or to_secret(aws_secret_access_key)
+        )
     return EndpointSpec(
         task_type=task_type,
         inference_id=inference_id,
@@ -219,6 +238,7 @@ def bedrock_spec(
         secret_settings=secrets,
         task_settings=dict(task_settings or {}),
         chunking_settings=dict(chunking_settings) if chunking_settings else None,
+        secrets_from_environment=keys_from_environment,
     )
 
 
@@ -319,11 +339,12 @@ def ensure_steps(
                 "reusing inference endpoint [%s] (same service, model and settings)",
                 best.inference_id,
             )
+            _secrets_not_applied(spec, best.inference_id)
             ready = yield from _wait_ready(spec, best, wait_timeout, poll_interval)
             return ReadyEndpoint(ready, created=False)
 
     info: EndpointInfo | None = None
-    created = False
+    created = raced = False
     try:
         info = _single((yield get_endpoint(inference_id)), inference_id)
     except NotFoundError:
@@ -348,14 +369,52 @@ def ensure_steps(
                 "inference endpoint [%s] was created concurrently; checking it",
                 inference_id,
             )
+            raced = True
             info = _single((yield get_endpoint(inference_id)), inference_id)
     if not created:
         mismatch = differences(spec, info)
         if mismatch:
             raise EndpointMismatchError(inference_id, mismatch)
         logger.info("using existing inference endpoint [%s]", inference_id)
+        if not raced:
+            _secrets_not_applied(spec, inference_id)
     ready = yield from _wait_ready(spec, info, wait_timeout, poll_interval)
     return ReadyEndpoint(ready, created=created)
+
+
+def _secrets_not_applied(spec: EndpointSpec, inference_id: str) -> None:
+    """Say that a reused endpoint keeps its own secrets, without naming any value.
+
+    Not said when another caller created the endpoint between this one's GET and
+    PUT: that is most often a sibling process with the same settings.
+    """
+    if not spec.secret_settings:
+        return
+    if spec.service == BEDROCK_SERVICE:
+        what = "AWS keys"
+        fix = (
+            f"to replace the endpoint's keys, run 'es-inference rotate-keys "
+            f"{inference_id}' or call es_inference._admin.rotate_aws_keys()"
+        )
+    else:
+        what = f"secret settings ({', '.join(sorted(spec.secret_settings))})"
+        fix = "to replace them, use the _update inference API"
+    if spec.secrets_from_environment:
+        logger.info(
+            "inference endpoint [%s] exists and was reused; the %s from the "
+            "environment were not applied",
+            inference_id,
+            what,
+        )
+        return
+    logger.warning(
+        "inference endpoint [%s] exists and was reused; the %s given were not "
+        "applied (Elasticsearch never shows an endpoint's secrets, so they cannot "
+        "be compared); %s",
+        inference_id,
+        what,
+        fix,
+    )
 
 
 def _single(body: bytes, inference_id: str) -> EndpointInfo:
@@ -497,12 +556,15 @@ def build_spec(
     task_settings: Mapping[str, Any] | None = None,
     chunking_settings: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    keys_from_environment: bool | None = None,
 ) -> EndpointSpec:
     """The endpoint spec an adapter's arguments describe.
 
     - a ``model`` (and no other ``service``): an ``amazonbedrock`` endpoint;
     - a ``service`` with ``service_settings``: any other inference service;
     - only an ``inference_id``: an existing endpoint, used as it is.
+
+    ``keys_from_environment`` is passed on to :func:`bedrock_spec`.
     """
     service = service or (BEDROCK_SERVICE if model else None)
     if service == BEDROCK_SERVICE:
@@ -524,6 +586,7 @@ def build_spec(
             task_settings=task_settings,
             chunking_settings=chunking_settings,
             env=env,
+            keys_from_environment=keys_from_environment,
         )
     if service is None:
         if service_settings or task_settings or chunking_settings or secret_settings:
