@@ -48,6 +48,7 @@ from ._wire import (
 logger = logging.getLogger("es_inference.service")
 
 T = TypeVar("T")
+S = TypeVar("S", bound="InferenceService")
 
 #: Services whose embedding models distinguish documents from queries.
 _INPUT_TYPE_SERVICES = frozenset(
@@ -95,7 +96,17 @@ class ServiceOptions:
 
 
 class InferenceService:
-    """One inference endpoint, ensured lazily, with sync and async transports."""
+    """One inference endpoint, ensured lazily, with sync and async transports.
+
+    Use it as a context manager (``with`` or ``async with``) to close its
+    connections at the end of the block, or call :meth:`close` / :meth:`aclose`.
+
+    Example:
+        .. code-block:: python
+
+            async with EmbeddingService(connection, spec) as service:
+                vectors = await service.aembed(["Elastic is a search company."])
+    """
 
     def __init__(
         self,
@@ -165,12 +176,40 @@ class InferenceService:
         return self._executor
 
     def close(self) -> None:
-        """Close connections and worker threads; the service reopens on next use."""
+        """Close the blocking connections and the worker threads.
+
+        The service opens them again on next use. Connections of async calls belong
+        to their event loop and cannot be closed from here: :meth:`aclose` closes
+        those of the running loop, and the rest close when their loop shuts down
+        (as ``asyncio.run`` does).
+        """
         if self._sync_transport is not None:
             self._sync_transport.close()
         if self._executor is not None and self._pid == os.getpid():
             self._executor.shutdown(wait=False)
         self._executor = None
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections, and what :meth:`close` closes.
+
+        Connections that other event loops opened stay open until those loops shut
+        down. The service opens connections again on next use.
+        """
+        if self._async_transport is not None:
+            await self._async_transport.aclose()
+        self.close()
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self: S) -> S:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     # Lifecycle ----------------------------------------------------------------
 
