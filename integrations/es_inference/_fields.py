@@ -3,12 +3,20 @@
 Only the adapter modules import this (pydantic comes with LangChain and LlamaIndex).
 Secret fields are ``SecretStr`` and excluded from serialization; pickling an adapter
 drops them, and the unpickled copy reads credentials from the environment again.
+
+Invalid settings raise :class:`ConfigurationError` from the constructor, as every
+other bad argument of this library does. Pydantic turns any ``ValueError`` raised
+inside a validator (``ConfigurationError`` included) into a ``ValidationError``,
+so the constructor translates that one back, once, with a message naming each
+field, the allowed range and (for numbers only) the value given. ``model_validate``
+does not pass through the constructor and raises pydantic's error.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import typing
 from typing import Any, TypeVar
 
 from pydantic import (
@@ -17,10 +25,12 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from ._completion import (
     BEDROCK_COMPLETION_SETTINGS,
@@ -29,10 +39,10 @@ from ._completion import (
     check_task_settings,
     merge_task_settings,
 )
-from ._config import resolve_connection
+from ._config import encode_api_key, resolve_connection
 from ._constants import BEDROCK_SERVICE, TITAN_MAX_INPUT_CHARS
 from ._endpoint import build_spec, infer_provider
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, EsInferenceError
 from ._retry import RetryPolicy
 from ._service import EmbeddingService, InferenceService, ServiceOptions
 from ._wire import check_inference_id
@@ -63,7 +73,16 @@ class ServiceSlot:
 
 
 class EndpointFields(BaseModel):
-    """Where the endpoint is, what it is, and how calls are sent."""
+    """Where the endpoint is, what it is, and how calls are sent.
+
+    ``es_api_key`` takes the encoded key or an ``(id, api_key)`` pair; a pair is
+    kept as the encoded key it stands for, so it is as hidden as any other secret.
+    AWS keys are only used to create the endpoint: an endpoint that already exists
+    keeps its own (Elasticsearch never shows them, so they cannot be compared).
+    Keys passed to the adapter are then reported with a WARNING that points to
+    ``es-inference rotate-keys``; keys taken from the AWS environment variables,
+    which are often set for other tools, only with an INFO line.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -104,7 +123,12 @@ class EndpointFields(BaseModel):
     es_cloud_id: str | None = Field(
         default=None, description="Defaults to ELASTIC_CLOUD_ID."
     )
-    es_api_key: SecretStr | None = Field(default=None, exclude=True)
+    es_api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="The encoded API key, or an (id, api_key) pair; defaults to "
+        "ELASTICSEARCH_API_KEY.",
+    )
     es_user: str | None = None
     es_password: SecretStr | None = Field(default=None, exclude=True)
     es_bearer_token: SecretStr | None = Field(default=None, exclude=True)
@@ -115,7 +139,10 @@ class EndpointFields(BaseModel):
         default=16, ge=1, description="Requests in flight at once."
     )
     request_timeout: float = Field(
-        default=30.0, gt=0, description="Server-side timeout sent with each call (s)."
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Server-side timeout sent with each call (s).",
     )
     max_retries: int = Field(
         default=_RETRY.max_attempts - 1,
@@ -125,12 +152,14 @@ class EndpointFields(BaseModel):
     initial_backoff: float = Field(
         default=_RETRY.initial_backoff,
         ge=0,
+        allow_inf_nan=False,
         description="Upper bound of the first retry wait (s); it doubles per retry "
         "and each wait is drawn uniformly below it.",
     )
     max_backoff: float = Field(
         default=_RETRY.max_backoff,
         ge=0,
+        allow_inf_nan=False,
         description="Upper bound of any one retry wait (s), Retry-After included.",
     )
     max_elapsed: float = Field(
@@ -142,21 +171,50 @@ class EndpointFields(BaseModel):
     pace: bool = Field(
         default=True, description="Stay under the endpoint's rate limit."
     )
-    requests_per_minute: float | None = Field(default=None, gt=0)
+    requests_per_minute: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     wait_timeout: float = Field(
         default=600.0, gt=0, description="Longest wait for an in-cluster model (s)."
     )
     poll_interval: float = Field(
-        default=1.0, gt=0, description="Seconds between allocation polls."
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds between allocation polls.",
     )
 
     _slot: ServiceSlot = PrivateAttr(default_factory=ServiceSlot)
+    # Whether the AWS keys were passed in rather than read from the environment.
+    _aws_keys_given: bool = PrivateAttr(default=False)
+
+    def __init__(self, **data: Any) -> None:
+        """Check and complete the settings; nothing is sent before first use.
+
+        Raises:
+            ConfigurationError: naming each invalid setting and what it allows.
+        """
+        try:
+            super().__init__(**data)
+            return
+        except ValidationError as exc:
+            error = settings_error(type(self), exc)
+        # Raised outside the handler, so that the pydantic error, which keeps the
+        # input (credentials included), is not chained to it.
+        raise error
 
     @field_validator("inference_id")
     @classmethod
     def _check_inference_id(cls, value: str | None) -> str | None:
         """Reject an id Elasticsearch would refuse, before any request."""
         return None if value is None else check_inference_id(value)
+
+    @field_validator("es_api_key", mode="before")
+    @classmethod
+    def _encode_api_key(cls, value: Any) -> Any:
+        """Keep an ``(id, api_key)`` pair as the one encoded key it stands for."""
+        if value is None or isinstance(value, SecretStr):
+            return value
+        encoded = encode_api_key(value)
+        return None if encoded is None else SecretStr(encoded.get_secret_value())
 
     @model_validator(mode="after")
     def _fill_from_environment(self) -> EndpointFields:
@@ -172,6 +230,9 @@ class EndpointFields(BaseModel):
         if self.model and self.service in (None, "amazonbedrock"):
             self.region = (
                 self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+            )
+            self._aws_keys_given = bool(
+                self.aws_access_key_id or self.aws_secret_access_key
             )
             if self.aws_access_key_id is None and env.get("AWS_ACCESS_KEY_ID"):
                 self.aws_access_key_id = SecretStr(env["AWS_ACCESS_KEY_ID"])
@@ -220,6 +281,7 @@ class EndpointFields(BaseModel):
             secret_settings=self.secret_settings,
             task_settings=self.task_settings,
             chunking_settings=self.chunking_settings,
+            keys_from_environment=not self._aws_keys_given,
         )
         return cls(connection, spec, self._options(**options))
 
@@ -230,6 +292,10 @@ class EndpointFields(BaseModel):
             if name in fields:
                 fields[name] = None
         state["__dict__"] = fields
+        # The copy reads its keys from the environment.
+        private = dict(state.get("__pydantic_private__") or {})
+        private["_aws_keys_given"] = False
+        state["__pydantic_private__"] = private
         return state
 
 
@@ -304,7 +370,10 @@ class CompletionFields(EndpointFields):
     # Elasticsearch 9.5 waits 120 s for completions by default; sending the same
     # explicitly gives older clusters the same patience.
     request_timeout: float = Field(
-        default=120.0, gt=0, description="Server-side timeout sent with each call (s)."
+        default=120.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Server-side timeout sent with each call (s).",
     )
 
     # Field validators, not a model validator: a model validator's error would
@@ -382,3 +451,90 @@ def _bedrock_provider(data: dict[str, Any]) -> str | None:
         return infer_provider(model) if isinstance(model, str) and model else None
     except ConfigurationError:
         return None  # the spec reports an unknown provider with its own message
+
+
+# Errors ---------------------------------------------------------------------------
+
+# Pydantic error types whose message is best told as the field's allowed values.
+_RANGE_ERRORS = frozenset(
+    {
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "finite_number",
+        "int_type",
+        "int_parsing",
+        "int_from_float",
+        "float_type",
+        "float_parsing",
+        "bool_type",
+        "bool_parsing",
+    }
+)
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def settings_error(
+    model: type[BaseModel], error: ValidationError
+) -> ConfigurationError:
+    """One :class:`ConfigurationError` naming every invalid setting of ``error``.
+
+    A value is shown only if it is a number of a field that holds no secret.
+    """
+    problems = [_problem(model, detail) for detail in error.errors(include_url=False)]
+    return ConfigurationError(f"{model.__name__}: {'; '.join(problems)}")
+
+
+def _problem(model: type[BaseModel], detail: Any) -> str:
+    loc = tuple(detail["loc"])
+    where = _location(loc)
+    cause = (detail.get("ctx") or {}).get("error")
+    if isinstance(cause, EsInferenceError):
+        return str(cause)  # this library's own checks name the setting and the rule
+    if detail["type"] == "extra_forbidden":
+        return f"unknown setting {where}"
+    field = model.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+    if field is not None and detail["type"] in _RANGE_ERRORS:
+        given = _shown(str(loc[0]), detail.get("input"))
+        return f"{where} must be {_allowed(field)}, got {given}"
+    if cause is not None:
+        return f"{where}: {cause}"
+    return f"{where}: {detail['msg']}"
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".") or "settings"
+
+
+def _allowed(field: FieldInfo) -> str:
+    kinds = set(typing.get_args(field.annotation)) or {field.annotation}
+    if bool in kinds:
+        text = "true or false"
+    elif int in kinds and float not in kinds:
+        text = "an integer"
+    else:
+        finite = any(getattr(m, "allow_inf_nan", True) is False for m in field.metadata)
+        text = "a finite number" if finite else "a number"
+    bounds = [
+        f"{sign} {getattr(meta, name)}"
+        for meta in field.metadata
+        for name, sign in _BOUNDS
+        if getattr(meta, name, None) is not None
+    ]
+    if bounds:
+        text += " " + " and ".join(bounds)
+    if type(None) in kinds:
+        text += ", or None"
+    return text
+
+
+def _shown(name: str, value: Any) -> str:
+    if value is None:
+        return "None"
+    if name not in _SECRET_FIELDS and isinstance(value, (int, float)):
+        return repr(value)
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"

@@ -11,7 +11,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseLLM, LangSmithParams
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from typing_extensions import override
 
 from ._fields import CompletionFields
@@ -52,6 +52,10 @@ class ElasticInferenceLLM(CompletionFields, BaseLLM):
     The ``task_settings`` field, by contrast, is what a newly created endpoint
     stores.
     """
+
+    # LangChain's models ignore unknown arguments; a misspelt setting is an error
+    # here, as in the other adapters.
+    model_config = ConfigDict(extra="forbid")
 
     streaming: bool = Field(
         default=False,

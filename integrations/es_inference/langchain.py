@@ -42,10 +42,16 @@ class ElasticInferenceEmbeddings(EmbeddingFields, Embeddings):
             vectors = embeddings.embed_documents(["Elastic is a search company."])
             query = embeddings.embed_query("Who is Elastic?")
 
-    Elasticsearch credentials come from ``es_api_key`` (or ``es_user`` with
-    ``es_password``, or ``es_bearer_token``) or ``ELASTICSEARCH_API_KEY``; AWS keys
-    from ``aws_access_key_id``/``aws_secret_access_key`` or the AWS environment
-    variables, and are needed only to create the endpoint.
+    Elasticsearch credentials come from ``es_api_key`` (the encoded key or an
+    ``(id, api_key)`` pair; or ``es_user`` with ``es_password``, or
+    ``es_bearer_token``) or ``ELASTICSEARCH_API_KEY``; AWS keys from
+    ``aws_access_key_id``/``aws_secret_access_key`` or the AWS environment
+    variables, and are needed only to create the endpoint. An existing endpoint
+    keeps its own keys; keys passed here are then not applied, and a WARNING says
+    so (``es-inference rotate-keys`` replaces them).
+
+    Invalid settings raise :class:`~es_inference.ConfigurationError` from the
+    constructor, naming each setting and its allowed range; nothing is sent.
     """
 
     def embed_array(

@@ -396,7 +396,7 @@ def test_unknown_call_argument_is_named() -> None:
         ({"max_new_tokens": 0}, "max_new_tokens=0 is invalid"),
         ({"top_k": 0.5, "model": TITAN_TEXT}, "not available for Bedrock provider"),
         ({"stop": ["a", ""]}, "stop sequences must be non-empty"),
-        ({"temperature": True}, "valid number"),
+        ({"temperature": True}, "temperature must be a number, or None, got True"),
     ],
 )
 def test_fields_are_checked_at_construction(
@@ -405,7 +405,7 @@ def test_fields_are_checked_at_construction(
     arguments: dict[str, Any] = {"model": HAIKU}
     arguments["aws_secret_access_key"] = "SECRET-NOT-SHOWN"
     arguments.update(extra)
-    with pytest.raises(ValueError, match=message) as info:
+    with pytest.raises(ConfigurationError, match=message) as info:
         CompletionFields(region="us-east-1", es_url=NOWHERE, **arguments)
     assert "SECRET-NOT-SHOWN" not in str(info.value)
 
