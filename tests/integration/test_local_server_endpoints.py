@@ -157,7 +157,7 @@ def test_provider_is_echoed_upper_case_and_task_settings_in_es_order(
         ("cohere.embed-english-v3", 1024),
         ("cohere.embed-multilingual-v3", 1024),
         ("amazon.titan-embed-text-v1", 1536),
-        ("some.other-model", 1024),
+        ("amazon.titan-embed-image-v1", 1024),
     ],
 )
 def test_reported_dimensions_equal_the_vector_length(

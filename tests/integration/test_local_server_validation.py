@@ -359,6 +359,56 @@ def test_a_failing_validation_call_names_the_upstream_cause(
     assert error["root_cause"] == [{"type": "exception", "reason": cause["reason"]}]
 
 
+@pytest.mark.parametrize(
+    ("path", "changed", "cause_type", "message"),
+    [
+        (EMBED, {"region": "us-east"}, "sdk_client_exception", "Unable to execute"),
+        (EMBED, {"region": "US-EAST-1"}, "sdk_client_exception", "Unable to execute"),
+        (
+            EMBED,
+            {"model": "amazon.titan-text-express-v1"},
+            "validation_exception",
+            "model",
+        ),
+        (EMBED, {"model": "titan-embed-text-v2:0"}, "validation_exception", "model"),
+        (EMBED, {"provider": "cohere"}, "validation_exception", "model"),
+        (
+            CHAT,
+            {"provider": "anthropic", "model": "amazon.titan-embed-text-v2:0"},
+            "validation_exception",
+            "model",
+        ),
+        (
+            CHAT,
+            {"provider": "anthropic", "model": "us.anthropic.claude-3-haiku-v1:0"},
+            None,
+            None,
+        ),
+        (EMBED, {"model": "arn:aws:bedrock:us-east-1::foundation-model/x"}, None, None),
+        (EMBED, {"region": "us-gov-west-1"}, None, None),
+        (EMBED, {"region": "ap-southeast-2"}, None, None),
+    ],
+)
+def test_the_validation_call_fails_for_a_region_or_model_bedrock_cannot_serve(
+    http: httpx.Client,
+    path: str,
+    changed: dict[str, str],
+    cause_type: str | None,
+    message: str | None,
+) -> None:
+    response = http.put(path, json=body(settings(**changed)))
+    if cause_type is None:
+        assert response.status_code == 200, response.text
+        return
+    error = reject(http, path, body(settings(**changed)))
+    assert error["type"] == "status_exception"
+    assert error["reason"].startswith("Could not complete inference endpoint creation")
+    upstream = error["caused_by"]["caused_by"]
+    assert upstream["type"] == cause_type
+    assert message is not None and message in upstream["reason"]
+    assert http.get(path).status_code == 404
+
+
 def test_errors_never_echo_the_secret_key(http: httpx.Client) -> None:
     for payload in (
         body(settings(leaked=SECRET_KEY)),

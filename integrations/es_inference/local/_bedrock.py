@@ -3,9 +3,20 @@
 Creation follows Elasticsearch's order of checks: chunking settings, supported task
 type, service settings (one validation exception listing every problem), task
 settings, secrets, provider/task capabilities, unknown keys, then the validation
-call to the provider. The validation call is simulated: an ``access_key`` or
-``secret_key`` equal to the literal string ``"invalid"`` makes it fail the way a
-rejected AWS credential does, so clients can exercise that path.
+call to the provider. The validation call is simulated, and fails the way the
+upstream failure would make it fail:
+
+* an ``access_key`` or ``secret_key`` equal to the literal string ``"invalid"``,
+  as a rejected AWS credential;
+* a ``region`` not shaped like an AWS region name (``us-east-1``,
+  ``us-gov-west-1``), as an unreachable ``bedrock-runtime`` host;
+* a ``model`` that is not an ARN and does not name a model of the ``provider``
+  (``amazon.`` for ``amazontitan``, ``ai21.`` for ``ai21labs``, the provider's
+  own name otherwise; an inference-profile prefix such as ``us.`` is allowed),
+  or an embedding model for a completion endpoint and the reverse, as Bedrock's
+  rejection of the model identifier. The real rule is whatever models the
+  account can use in that region; this check only catches the mistakes a
+  stand-in can see.
 
 At inference time the module stands in for the upstream Bedrock errors that
 Elasticsearch wraps as HTTP 500 ``exception`` (fact sheet, sections 5.3 and 6.4):
@@ -17,6 +28,7 @@ Bedrock's ``ValidationException`` texts; they are stand-ins, not captured output
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -154,20 +166,52 @@ def _operation(task_type: str) -> str:
     return "AmazonBedrock invoke model failure"
 
 
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]")
+_PROFILE = re.compile(r"(us|eu|apac|jp|au|ca|us-gov|global)\.")
+_VENDOR = {"amazontitan": "amazon", "ai21labs": "ai21"}
+
+
+def _upstream_problem(
+    task_type: str, provider: str, model: str, region: str, secrets: dict[str, str]
+) -> tuple[str, str, int] | None:
+    """What Bedrock (or reaching it) would say to the validation call, if anything.
+
+    Returns ``(cause type, AWS message, AWS status)``; status 0 when no answer came.
+    """
+    if _INVALID_KEY in (secrets.get("access_key"), secrets.get("secret_key")):
+        message = "The security token included in the request is invalid."
+        return "bedrock_runtime_exception", message, 403
+    if not _REGION.fullmatch(region):
+        host = f"bedrock-runtime.{region}.amazonaws.com"
+        return "sdk_client_exception", f"Unable to execute HTTP request: {host}", 0
+    if model.startswith("arn:"):
+        return None
+    base = _PROFILE.sub("", model, count=1)
+    vendor = _VENDOR.get(provider, provider)
+    embeds = "embed" in base
+    if not base.startswith(vendor + ".") or embeds != (task_type == "text_embedding"):
+        return "validation_exception", "The provided model identifier is invalid.", 400
+    return None
+
+
 def _validation_call(
-    inference_id: str, task_type: str, secrets: dict[str, str]
+    inference_id: str,
+    task_type: str,
+    provider: str,
+    model: str,
+    region: str,
+    secrets: dict[str, str],
 ) -> None:
-    if _INVALID_KEY not in (secrets.get("access_key"), secrets.get("secret_key")):
+    problem = _upstream_problem(task_type, provider, model, region, secrets)
+    if problem is None:
         return
-    message = "The security token included in the request is invalid."
+    cause_type, message, aws_status = problem
+    reason = _aws(message, aws_status, inference_id) if aws_status else message
     cause = EsError(
         500,
         "exception",
         f"{_operation(task_type)}: [{message}]",
-        caused_by={
-            "type": "bedrock_runtime_exception",
-            "reason": _aws(message, 403, inference_id),
-        },
+        caused_by={"type": cause_type, "reason": reason},
     )
     raise EsError(
         400,
@@ -241,7 +285,9 @@ def parse_create(
             raise unknown_settings(leftover, SERVICE, size)
     if task_map:
         raise unknown_settings(task_map, SERVICE, task_size)
-    _validation_call(inference_id, task_type, secrets)
+    _validation_call(
+        inference_id, task_type, provider, str(model), str(region), secrets
+    )
 
     exposed: dict[str, Any] = {
         "region": region,
