@@ -4,12 +4,17 @@ Enough of the protocol for Elasticsearch clients: persistent connections,
 ``Content-Length`` and chunked request bodies, ``Expect: 100-continue``, responses
 with ``Content-Length`` and chunked responses for server-sent events. Requests on a
 connection are handled one after another (pipelined requests queue in the stream).
+
+A TLS handshake (an ``https://`` URL aimed at this plain-HTTP server) is closed at
+once rather than left waiting for a request line that never comes, as a plain-HTTP
+Elasticsearch, which cannot parse it, does in effect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -34,6 +39,10 @@ MAX_BODY_BYTES = 100 * 1024 * 1024
 
 LAST_CHUNK = b"0\r\n\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# A TLS record of content type "handshake"; no request line starts with this byte.
+_TLS_HANDSHAKE = b"\x16"
+
+logger = logging.getLogger("es_inference.local")
 
 
 class BadRequest(Exception):
@@ -101,15 +110,27 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 async def read_request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> Request | None:
-    """Read the next request, or ``None`` when the client closed the connection.
+    """Read the next request, or ``None`` when the connection is to be closed.
+
+    ``None`` means the client closed the connection, or began a TLS handshake.
 
     Raises:
         BadRequest: The request cannot be parsed.
     """
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+    except asyncio.IncompleteReadError:
+        return None
+    if first == _TLS_HANDSHAKE:
+        logger.warning(
+            "a client began a TLS handshake; this server speaks plain HTTP, so the "
+            "connection is closed (use an http:// URL)"
+        )
+        return None
+    try:
+        head = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
-        if exc.partial.strip():
+        if (first + exc.partial).strip():
             raise BadRequest(400, "incomplete request head") from exc
         return None
     except asyncio.LimitOverrunError as exc:
