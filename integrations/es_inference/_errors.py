@@ -8,7 +8,7 @@ Every exception derives from :class:`EsInferenceError`. The tree::
     ├── TransportError                    no usable answer               [retryable]
     │   ├── ConnectionError               connect failed, or connection dropped
     │   ├── RequestTimeout                no answer within the client timeout
-    │   ├── TLSError                      certificate or handshake failure [never]
+    │   ├── TLSError                      certificate, handshake or scheme [never]
     │   └── ResponseDecodeError           body cut off or not JSON
     ├── ApiError                          Elasticsearch answered with an error
     │   ├── BadRequestError        400
@@ -24,6 +24,11 @@ Every exception derives from :class:`EsInferenceError`. The tree::
     ├── StreamError                       a stream sent an error event or ended early
     └── PartialResultError                some inputs of a bulk call failed; keeps rest
         └── PartialCompletionError        the same for prompts; keeps their answers
+
+A ``TransportError`` with ``first_contact`` set came before the client had ever
+had an answer from the cluster (it could not connect, or the connection closed before
+the first answer): a wrong URL is then likelier than an outage, so it is retried once
+at most, at once. Its message names the origin (``scheme://host:port``).
 
 ``ApiError`` carries ``status``, ``error_type``, ``reason``, ``caused_by`` and the
 ``inference_id`` of the call. ``retryable`` on any exception says whether sending the
@@ -101,14 +106,28 @@ class InputError(EsInferenceError, ValueError):
 
 
 class TransportError(EsInferenceError):
-    """No usable answer came back: the request may or may not have been processed."""
+    """No usable answer came back: the request may or may not have been processed.
+
+    Attributes:
+        first_contact: ``True`` when the client had never had an answer from the
+            cluster before this failure, which happened while connecting or before
+            any answer came: most likely a wrong URL, so it is retried once at most.
+    """
 
     retryable = True
 
-    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        first_contact: bool = False,
+    ) -> None:
         super().__init__(message)
         self.method = method
         self.path = path
+        self.first_contact = first_contact
 
 
 class ConnectionError(TransportError):
@@ -121,9 +140,15 @@ class ConnectionError(TransportError):
     """
 
     def __init__(
-        self, message: str, *, method: str = "", path: str = "", opened: bool = False
+        self,
+        message: str,
+        *,
+        method: str = "",
+        path: str = "",
+        opened: bool = False,
+        first_contact: bool = False,
     ) -> None:
-        super().__init__(message, method=method, path=path)
+        super().__init__(message, method=method, path=path, first_contact=first_contact)
         self.opened = opened
 
 
@@ -132,7 +157,12 @@ class RequestTimeout(TransportError):
 
 
 class TLSError(TransportError):
-    """TLS failed, most often because the server's certificate was not trusted."""
+    """TLS failed: an untrusted certificate, or a URL scheme the server does not speak.
+
+    ``https://`` to a plain-HTTP server fails in the handshake (the server closes
+    the connection); ``http://`` to a server that speaks only TLS fails when it
+    answers with a TLS record. The message names the origin and what to change.
+    """
 
     retryable = False
 

@@ -26,8 +26,12 @@ Failures, by what they mean for the request::
     HTTPFailure                the connection broke or the answer was malformed
     ├── ConnectFailure         no connection: nothing was sent
     │   └── TLSFailure         the TLS handshake or the certificate failed
+    ├── TLSAnswer              a plain-HTTP request was answered with TLS
     ├── Timeout                connect, read, write or waiting for a free slot
     └── Truncated              the body ended before its announced length
+
+A failure's message is the reason alone ("connection refused"); the transport adds
+the request and the origin.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ _LINE = -2
 _HEAD = -3
 _NO_BODY_STATUS = (204, 304)
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# The content types of a TLS alert and handshake record; no HTTP answer starts so.
+_TLS_RECORDS = (b"\x15", b"\x16")
 
 
 class HTTPFailure(Exception):
@@ -90,6 +96,10 @@ class ConnectFailure(HTTPFailure):
 
 class TLSFailure(ConnectFailure):
     """The TLS handshake failed, most often on the server's certificate."""
+
+
+class TLSAnswer(HTTPFailure):
+    """The server answered a plain-HTTP request with a TLS record: it wants https."""
 
 
 class Timeout(HTTPFailure):
@@ -126,6 +136,12 @@ class Origin:
             raise ValueError(f"not an http(s) URL: {url!r}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def address(self) -> str:
+        """``scheme://host:port``, the port always shown; for messages."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def host_header(self) -> str:
@@ -213,6 +229,7 @@ def read_response(method: str) -> Generator[int, Body, Response]:
                 "RemoteProtocolError", "Server disconnected without sending a response."
             )
         if not head.endswith(b"\r\n\r\n"):
+            _check_not_tls(head)
             raise HTTPFailure(
                 "RemoteProtocolError", "Server disconnected in the middle of the head."
             )
@@ -250,6 +267,15 @@ def read_response(method: str) -> Generator[int, Body, Response]:
     return Response(status, headers, _decode(body, headers), keep_alive)
 
 
+def _check_not_tls(head: bytes) -> None:
+    """Raise :class:`TLSAnswer` for an answer that starts as a TLS record does."""
+    if head[:1] in _TLS_RECORDS and head[1:2] == b"\x03":
+        raise TLSAnswer(
+            "RemoteProtocolError",
+            "the server answered with a TLS record, so it expects https",
+        )
+
+
 def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
@@ -259,6 +285,7 @@ def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
         or len(parts[1]) != 3
         or not parts[1].isdigit()
     ):
+        _check_not_tls(head)
         raise HTTPFailure(
             "RemoteProtocolError", f"malformed status line {lines[0][:80]!r}"
         )
@@ -342,6 +369,40 @@ def _decode(body: Body, headers: Mapping[str, str]) -> Body:
     except zlib.error as exc:
         raise HTTPFailure("DecodingError", f"{coding} body: {exc}") from None
     raise HTTPFailure("DecodingError", f"unsupported content-encoding {coding!r}")
+
+
+# Connecting ----------------------------------------------------------------------
+
+_CUT_SHORT = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, EOFError)
+
+
+def connect_failure(exc: BaseException, *, tls: bool) -> ConnectFailure:
+    """The failure for an error raised while connecting, with a readable reason.
+
+    ``tls`` says the connection may have been open and in its TLS handshake, so
+    that a connection cut short means the handshake failed.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TLSFailure("ConnectError", str(exc))
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or (
+        tls and isinstance(exc, _CUT_SHORT)
+    ):
+        return TLSFailure(
+            "ConnectError", "the server closed the connection during the handshake"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return TLSFailure("ConnectError", str(exc))
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectFailure("ConnectError", "connection refused")
+    if isinstance(exc, socket.gaierror):
+        return ConnectFailure(
+            "ConnectError", f"the host name did not resolve ({exc.strerror})"
+        )
+    return ConnectFailure("ConnectError", str(exc) or type(exc).__name__)
+
+
+def _connect_timeout(seconds: float) -> Timeout:
+    return Timeout("ConnectTimeout", f"no connection within {seconds:g} s")
 
 
 # Blocking sockets ----------------------------------------------------------------
@@ -555,26 +616,22 @@ class SyncPool:
                 (origin.host, origin.port), timeout=self._connect_timeout
             )
         except TimeoutError:
-            raise Timeout("ConnectTimeout", "timed out connecting") from None
+            raise _connect_timeout(self._connect_timeout) from None
         except OSError as exc:
-            raise ConnectFailure(
-                "ConnectError", str(exc) or type(exc).__name__
-            ) from None
+            raise connect_failure(exc, tls=False) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_hostname=origin.host)
         except TimeoutError:
             sock.close()
-            raise Timeout("ConnectTimeout", "timed out in the TLS handshake") from None
-        except ssl.SSLError as exc:
-            sock.close()
-            raise TLSFailure("ConnectError", str(exc)) from None
+            raise Timeout(
+                "ConnectTimeout",
+                f"no TLS handshake within {self._connect_timeout:g} s",
+            ) from None
         except OSError as exc:
             sock.close()
-            raise ConnectFailure(
-                "ConnectError", str(exc) or type(exc).__name__
-            ) from None
+            raise connect_failure(exc, tls=self._ssl is not None) from None
         sock.settimeout(self._read_timeout)
         return _SyncConnection(sock)
 
@@ -789,13 +846,11 @@ class AsyncPool:
                 ),
             )
         except TimeoutError:
-            raise Timeout("ConnectTimeout", "timed out connecting") from None
-        except ssl.SSLError as exc:
-            raise TLSFailure("ConnectError", str(exc)) from None
+            raise _connect_timeout(self._connect_timeout) from None
         except OSError as exc:
-            raise ConnectFailure(
-                "ConnectError", str(exc) or type(exc).__name__
-            ) from None
+            # One call connects and shakes hands: a refusal or an unknown name
+            # comes from connecting, a connection cut short from the handshake.
+            raise connect_failure(exc, tls=self._ssl is not None) from None
         return _AsyncConnection(reader, writer)
 
     def close(self) -> None:

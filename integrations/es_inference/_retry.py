@@ -11,9 +11,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ._errors import ApiError, EsInferenceError
+from ._errors import ApiError, EsInferenceError, TransportError
 
 logger = logging.getLogger("es_inference.retry")
+
+#: The longest wait before the one retry of a ``first_contact`` failure.
+FIRST_CONTACT_WAIT = 0.1
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ class RetryPolicy:
     upstream failure. Never: other 4xx (validation, auth), other 500s, TLS failures
     and answers that do not fit the request. The wait before retry *n* is drawn
     uniformly from ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]``; a
-    ``Retry-After`` header sets the least wait, up to ``max_backoff``.
+    ``Retry-After`` header sets the least wait, up to ``max_backoff``. A failure to
+    reach a cluster that never answered yet (``first_contact``) is retried once
+    at most, within ``FIRST_CONTACT_WAIT``: a wrong URL fails in well under a
+    second, while a cluster that answered before and restarts is waited for.
 
     Attributes:
         max_attempts: Attempts in all, the first included (1 disables retries);
@@ -60,6 +66,10 @@ class RetryPolicy:
         if not error.retryable or attempt >= self.max_attempts:
             return None
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+        if isinstance(error, TransportError) and error.first_contact:
+            if attempt > 1:
+                return None
+            ceiling = min(ceiling, FIRST_CONTACT_WAIT)
         wait = (rng or random).uniform(0, ceiling)
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:

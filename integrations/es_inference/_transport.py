@@ -44,8 +44,10 @@ from ._http1 import (
     Response,
     SyncPool,
     Timeout,
+    TLSAnswer,
     TLSFailure,
     Truncated,
+    connect_failure,
 )
 from ._retry import Attempts, RateLimiter, RetryPolicy
 from ._wire import Request, parse_error
@@ -60,46 +62,106 @@ _SSL_MARKERS = ("ssl", "certificate", "tls")
 _CUT_MARKERS = ("incomplete", "complete message body")
 
 
-def _translate(exc: httpx.HTTPError | HTTPFailure, request: Request) -> TransportError:
-    """Map an httpx or lean-client exception onto the library's error tree."""
+def _translate(
+    exc: httpx.HTTPError | HTTPFailure,
+    request: Request,
+    origin: str = "the cluster",
+    *,
+    reached: bool = True,
+) -> TransportError:
+    """Map an httpx or lean-client exception onto the library's error tree.
+
+    ``origin`` (``scheme://host:port``) is named when connecting failed or TLS
+    did not fit. ``reached`` says whether an answer ever came from it: until
+    one has, a failure to connect or a connection closed without an answer is a
+    ``first_contact``.
+    """
     if isinstance(exc, httpx.RequestError):
         # The error raised from this one keeps it as __context__: drop the request
         # it holds, whose headers carry the credentials.
         exc._request = None
+    if isinstance(exc, httpx.ConnectError):
+        exc = _connect_cause(exc, https=origin.startswith("https:"))
+    fields: dict[str, Any] = {"method": request.method, "path": request.path}
     where = f"{request.method} {request.path}"
     kind = exc.kind if isinstance(exc, HTTPFailure) else type(exc).__name__
     text = str(exc) or kind
-    connect = isinstance(exc, (httpx.ConnectError, ConnectFailure))
+    first = not reached
+
     if isinstance(exc, (httpx.TimeoutException, Timeout)):
-        return RequestTimeout(
-            f"{where}: no answer in time ({kind})",
-            method=request.method,
-            path=request.path,
-        )
-    if isinstance(exc, TLSFailure) or (
-        connect and any(marker in text.lower() for marker in _SSL_MARKERS)
-    ):
+        if kind == "ConnectTimeout":
+            return RequestTimeout(
+                f"{where}: cannot connect to {origin}: {text} ({kind})",
+                first_contact=first,
+                **fields,
+            )
+        return RequestTimeout(f"{where}: no answer in time ({kind})", **fields)
+    if isinstance(exc, TLSAnswer):
+        # httpx does not show what it could not parse: a TLS answer on its path
+        # reads as a connection closed without an answer, whose hint says https.
         return TLSError(
-            f"{where}: TLS failed ({text}); pass ca_certs with the cluster's CA "
-            "certificate, or check the URL",
-            method=request.method,
-            path=request.path,
+            f"{where}: {origin} answered with TLS; use an https:// URL",
+            first_contact=first,
+            **fields,
+        )
+    if isinstance(exc, TLSFailure):
+        advice = (
+            "pass ca_certs with the cluster's CA certificate, or check the URL"
+            if "certificate" in text.lower()
+            else "if the server speaks plain HTTP, use an http:// URL"
+        )
+        return TLSError(
+            f"{where}: TLS handshake with {origin} failed: {text}; {advice}",
+            first_contact=first,
+            **fields,
+        )
+    if isinstance(exc, ConnectFailure):
+        return ConnectionError(
+            f"{where}: cannot connect to {origin}: {text}",
+            opened=False,
+            first_contact=first,
+            **fields,
         )
     if isinstance(exc, Truncated) or (
         isinstance(exc, httpx.RemoteProtocolError)
         and any(marker in text.lower() for marker in _CUT_MARKERS)
     ):
         return ResponseDecodeError(
-            f"{where}: the response body was cut off ({text})",
-            method=request.method,
-            path=request.path,
+            f"{where}: the response body was cut off ({text})", **fields
         )
-    return ConnectionError(
-        f"{where}: {kind}: {text}",
-        method=request.method,
-        path=request.path,
-        opened=not connect,
-    )
+    if first:
+        hint = (
+            "; if the cluster expects TLS, use an https:// URL"
+            if origin.startswith("http:")
+            else ""
+        )
+        return ConnectionError(
+            f"{where}: {origin} closed the connection without an answer "
+            f"({kind}: {text}){hint}",
+            opened=True,
+            first_contact=True,
+            **fields,
+        )
+    return ConnectionError(f"{where}: {kind}: {text}", opened=True, **fields)
+
+
+def _connect_cause(exc: httpx.ConnectError, *, https: bool) -> ConnectFailure:
+    """What httpx's ``ConnectError`` wraps, as the lean client reports it."""
+    root: BaseException = exc
+    for _ in range(8):  # httpx, httpcore, then the socket's or TLS's own error
+        inner = root.__cause__ or root.__context__
+        if inner is None:
+            break
+        root = inner
+    if isinstance(root, OSError):
+        return connect_failure(root, tls=https)
+    text = str(exc)
+    if any(marker in text.lower() for marker in _SSL_MARKERS):
+        return TLSFailure("ConnectError", text)
+    if https:
+        # anyio's EndOfStream: the server closed the connection in the handshake.
+        return connect_failure(EOFError(), tls=True)
+    return ConnectFailure("ConnectError", text or "ConnectError")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -134,9 +196,16 @@ class _Base:
         self._pid = os.getpid()
         self._count_lock = threading.Lock()
         self.requests_sent = 0
+        #: Whether any answer has come back yet; until then a failure to connect
+        #: is most likely a wrong URL and is not retried with the full backoff.
+        self.reached = False
+        # Named in errors; a proxy's URL is not, as it may hold credentials.
+        self._address = Origin.from_url(config.url).address
         self._origin: Origin | None = None
         self._encoder: RequestEncoder | None = None
-        if not _proxied(config.url):
+        if _proxied(config.url):
+            self._address += " (through a proxy)"
+        else:
             origin = Origin.from_url(config.url)
             headers = {**self._headers(), "accept-encoding": "gzip, deflate"}
             try:
@@ -209,6 +278,7 @@ class _Base:
         retry_after: str | None,
         started: float,
     ) -> None:
+        self.reached = True
         millis = (time.perf_counter() - started) * 1000
         if logger.isEnabledFor(logging.INFO):
             logger.info(
@@ -234,6 +304,11 @@ class _Base:
             return parse(answer.body)
 
         return consume
+
+    def _error(
+        self, exc: httpx.HTTPError | HTTPFailure, request: Request
+    ) -> TransportError:
+        return _translate(exc, request, self._address, reached=self.reached)
 
     def _log_body(self, request: Request) -> None:
         self._counted()
@@ -309,7 +384,7 @@ class SyncTransport(_Base):
                     self._consumer(request, parse, started),
                 )
             except HTTPFailure as exc:
-                raise _translate(exc, request) from None
+                raise self._error(exc, request) from None
         try:
             response = self._http().request(
                 request.method,
@@ -318,7 +393,7 @@ class SyncTransport(_Base):
                 content=request.body,
             )
         except httpx.HTTPError as exc:
-            raise _translate(exc, request) from None
+            raise self._error(exc, request) from None
         self._check(request, response, started)
         return parse(response.content)
 
@@ -365,7 +440,7 @@ class SyncTransport(_Base):
                 self._check(request, response, started)
                 yield self._chunks(response, request)
         except httpx.HTTPError as exc:
-            raise _translate(exc, request) from None
+            raise self._error(exc, request) from None
 
     @staticmethod
     def _chunks(response: httpx.Response, request: Request) -> Iterator[bytes]:
@@ -471,7 +546,7 @@ class AsyncTransport(_Base):
                     self._consumer(request, parse, started),
                 )
             except HTTPFailure as exc:
-                raise _translate(exc, request) from None
+                raise self._error(exc, request) from None
         try:
             response = await (await self._http()).request(
                 request.method,
@@ -480,7 +555,7 @@ class AsyncTransport(_Base):
                 content=request.body,
             )
         except httpx.HTTPError as exc:
-            raise _translate(exc, request) from None
+            raise self._error(exc, request) from None
         self._check(request, response, started)
         return parse(response.content)
 
@@ -527,7 +602,7 @@ class AsyncTransport(_Base):
                 self._check(request, response, started)
                 yield self._chunks(response, request)
         except httpx.HTTPError as exc:
-            raise _translate(exc, request) from None
+            raise self._error(exc, request) from None
 
     @staticmethod
     async def _chunks(

@@ -234,8 +234,9 @@ def test_refused_connection_is_a_connection_error_that_never_opened() -> None:
     assert len(errors) == 2
     for error in errors:
         assert type(error) is ConnectionError and not error.opened
-        assert str(error).startswith(
-            "POST /_inference/text_embedding/e: ConnectError: "
+        assert str(error) == (
+            "POST /_inference/text_embedding/e: cannot connect to "
+            f"http://127.0.0.1:{port}: connection refused"
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from es_inference import TLSError
+from es_inference import ConnectionError, TLSError
 from es_inference.langchain import ElasticInferenceEmbeddings
 from es_inference.local import LocalServer
 
@@ -61,6 +62,7 @@ def test_untrusted_certificate_is_a_tls_error_that_names_ca_certs(
         embed(embeddings, mode)
     message = str(info.value)
     assert message.startswith("GET /_inference/")
+    assert f": TLS handshake with {front.url} failed: " in message
     assert "pass ca_certs with the cluster's CA certificate" in message
     assert "certificate verify failed" in message.lower()
     assert info.value.retryable is False
@@ -90,3 +92,25 @@ def test_verify_certs_false_skips_verification(
     embeddings = ElasticInferenceEmbeddings(**bedrock(front.url, verify_certs=False))
     assert embeddings.embed_array(TEXTS).shape == (3, 1024)
     assert front.handshake_failures == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_http_to_a_tls_cluster_fails_at_once_and_says_use_https(
+    local_server: LocalServer, front: TlsFront, mode: str
+) -> None:
+    url = f"http://127.0.0.1:{front.port}"
+    embeddings = ElasticInferenceEmbeddings(**bedrock(url, max_retries=7))
+    started = time.monotonic()
+    with pytest.raises(ConnectionError) as info:
+        embed(embeddings, mode)
+    assert time.monotonic() - started < 5.0  # generous: it takes milliseconds
+    message = str(info.value)
+    assert message.startswith(
+        f"GET /_inference/text_embedding/_all: {url} closed the connection without "
+        "an answer ("
+    )
+    assert message.endswith("); if the cluster expects TLS, use an https:// URL")
+    assert info.value.first_contact
+    front.stop()
+    assert front.handshake_failures == 2  # the first attempt and one quick retry
+    assert local_server.requests == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 
@@ -12,15 +13,19 @@ import pytest
 
 from es_inference._http1 import (
     SERIAL_ABOVE,
+    ConnectFailure,
     HTTPFailure,
     Origin,
     RequestEncoder,
     Response,
+    TLSAnswer,
+    TLSFailure,
     Truncated,
     _AsyncConnection,
     _AsyncGate,
     _SyncConnection,
     _SyncGate,
+    connect_failure,
 )
 
 Answer = Callable[..., Response]
@@ -175,6 +180,75 @@ def test_malformed_answers_are_protocol_errors(
         answer(raw)
     assert info.value.kind == "RemoteProtocolError"
     assert not isinstance(info.value, Truncated)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x15\x03\x03\x00\x02\x02\x46",  # an alert, then the server closes
+        b"\x16\x03\x03\x00\x08\x02\x00\r\n\r\n\x00\x00",  # a handshake record
+    ],
+)
+def test_an_answer_in_tls_says_the_server_expects_https(
+    answer: Answer, raw: bytes
+) -> None:
+    with pytest.raises(TLSAnswer) as info:
+        answer(raw)
+    assert str(info.value) == (
+        "the server answered with a TLS record, so it expects https"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "tls", "kind", "reason"),
+    [
+        (ConnectionRefusedError(111, "x"), False, ConnectFailure, "connection refused"),
+        (ConnectionRefusedError(111, "x"), True, ConnectFailure, "connection refused"),
+        (
+            socket.gaierror(-2, "Name or service not known"),
+            False,
+            ConnectFailure,
+            "the host name did not resolve (Name or service not known)",
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            False,
+            ConnectFailure,
+            "[Errno 104] Connection reset by peer",
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            True,
+            TLSFailure,
+            "the server closed the connection during the handshake",
+        ),
+        (
+            ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+            True,
+            TLSFailure,
+            "the server closed the connection during the handshake",
+        ),
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+            True,
+            TLSFailure,
+            "[SSL: WRONG_VERSION_NUMBER] wrong version number",
+        ),
+    ],
+)
+def test_connect_failures_say_why_in_a_few_words(
+    error: OSError, tls: bool, kind: type[HTTPFailure], reason: str
+) -> None:
+    failure = connect_failure(error, tls=tls)
+    assert type(failure) is kind
+    assert (failure.kind, str(failure)) == ("ConnectError", reason)
+
+
+def test_the_address_names_scheme_host_and_port_always() -> None:
+    assert Origin.from_url("https://es.example/prefix").address == (
+        "https://es.example:443"
+    )
+    assert Origin.from_url("http://[::1]:9200").address == "http://[::1]:9200"
 
 
 def test_request_is_encoded_with_host_prefix_query_and_length() -> None:

@@ -6,6 +6,7 @@ import random
 
 from es_inference import BadRequestError, RateLimiter, RetryPolicy, TooManyRequestsError
 from es_inference._errors import ConnectionError
+from es_inference._retry import FIRST_CONTACT_WAIT
 
 
 def test_retry_only_what_can_succeed_later() -> None:
@@ -15,6 +16,16 @@ def test_retry_only_what_can_succeed_later() -> None:
     first = policy.delay(1, ConnectionError("down"), 0.0, rng)
     assert first is not None and 0 <= first <= 1.0
     assert policy.delay(3, ConnectionError("down"), 0.0, rng) is None
+
+
+def test_first_contact_failures_are_retried_once_and_quickly() -> None:
+    policy = RetryPolicy(max_attempts=8, initial_backoff=5.0)
+    refused = ConnectionError("refused", first_contact=True)
+    first = policy.delay(1, refused, 0.0)
+    assert first is not None and 0 <= first <= FIRST_CONTACT_WAIT
+    assert policy.delay(2, refused, 0.0) is None
+    assert policy.delay(2, ConnectionError("refused"), 0.0) is not None
+    assert RetryPolicy(max_attempts=1).delay(1, refused, 0.0) is None
 
 
 def test_retry_after_sets_the_least_wait_and_elapsed_caps() -> None:
