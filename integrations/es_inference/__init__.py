@@ -6,6 +6,7 @@ the endpoint helpers and the exceptions. Importing it loads neither framework no
 the local server.
 """
 
+from ._admin import rotate_aws_keys
 from ._completion import CompletionService
 from ._config import ConnectionConfig, resolve_connection
 from ._endpoint import EndpointSpec, ReadyEndpoint, bedrock_spec, build_spec
@@ -33,6 +34,7 @@ from ._errors import (
     TransportError,
     UnexpectedResponseError,
 )
+from ._files import FilePartialError, embed_to_file, read_texts
 from ._retry import RateLimiter, RetryPolicy
 from ._secrets import Secret
 from ._service import EmbeddingService, InferenceService, ServiceOptions
@@ -56,6 +58,7 @@ __all__ = [
     "EndpointNotReadyError",
     "EndpointSpec",
     "EsInferenceError",
+    "FilePartialError",
     "FloatArray",
     "InferenceService",
     "InputError",
@@ -77,5 +80,8 @@ __all__ = [
     "UnexpectedResponseError",
     "bedrock_spec",
     "build_spec",
+    "embed_to_file",
+    "read_texts",
     "resolve_connection",
+    "rotate_aws_keys",
 ]

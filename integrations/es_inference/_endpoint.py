@@ -184,7 +184,7 @@ def bedrock_spec(
 
     An endpoint that already exists keeps its keys: the ones given here are not
     applied (replace them with ``es-inference rotate-keys`` or
-    ``es_inference._admin.rotate_aws_keys``). The lifecycle then logs a WARNING if
+    ``es_inference.rotate_aws_keys``). The lifecycle then logs a WARNING if
     the keys were passed in, and only an INFO line if they came from the
     environment, where AWS keys are often set for other tools.
     ``keys_from_environment`` says which: by default, whether neither key was
@@ -394,7 +394,7 @@ def _secrets_not_applied(spec: EndpointSpec, inference_id: str) -> None:
         what = "AWS keys"
         fix = (
             f"to replace the endpoint's keys, run 'es-inference rotate-keys "
-            f"{inference_id}' or call es_inference._admin.rotate_aws_keys()"
+            f"{inference_id}' or call es_inference.rotate_aws_keys()"
         )
     else:
         what = f"secret settings ({', '.join(sorted(spec.secret_settings))})"

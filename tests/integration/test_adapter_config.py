@@ -264,7 +264,7 @@ def _not_applied(inference_id: str) -> str:
         "given were not applied (Elasticsearch never shows an endpoint's secrets, "
         "so they cannot be compared); to replace the endpoint's keys, run "
         f"'es-inference rotate-keys {inference_id}' or call "
-        "es_inference._admin.rotate_aws_keys()"
+        "es_inference.rotate_aws_keys()"
     )
 
 
