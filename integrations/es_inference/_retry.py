@@ -1,17 +1,36 @@
-"""When to send a failed request again, and how fast to send at all.
+"""When to send a failed request again, how fast to send at all, and what to log.
 
-Both are pure decisions; the sync and async transports only differ in how they wait.
+The decisions are pure; the sync and async transports only differ in how they wait.
+
+Retries are logged per request target (method and path) in stretches: a stretch
+starts with a retry while no request to that target is retrying, and ends when the
+last request that retried in it has finished. The first retry of a stretch is a
+WARNING line, then one a minute while the stretch lasts; the others are DEBUG lines.
+A stretch that had DEBUG lines ends with one WARNING that sums it up::
+
+    POST /_inference/text_embedding/e: 87 requests retried 1,234 times in 41.3 s
+    (429 ×1,000, timeout ×234); 2 of them gave up
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._errors import ApiError, EsInferenceError, TransportError
+from ._errors import (
+    ApiError,
+    ConnectionError,
+    EsInferenceError,
+    RequestTimeout,
+    ResponseDecodeError,
+    TransportError,
+)
 
 logger = logging.getLogger("es_inference.retry")
 
@@ -159,17 +178,166 @@ def shared_limiter(
         return limiter
 
 
-def log_retry(
-    request_desc: str, attempt: int, error: BaseException, delay: float
-) -> None:
-    """The WARNING line written before every retry."""
-    logger.warning(
-        "retrying %s (attempt %d failed: %s) in %.2fs",
-        request_desc,
-        attempt,
-        error,
-        delay,
+#: While a stretch of retries lasts, a retry is logged at WARNING once this often.
+WARN_EVERY = 60.0
+
+
+def failure_kind(error: BaseException) -> str:
+    """A short name for what failed, for the summary of a stretch of retries."""
+    if isinstance(error, ApiError):
+        if error.status in (429, 502, 503, 504):
+            return str(error.status)
+        cause = str((error.caused_by or {}).get("type", "")) or error.error_type
+        return f"{error.status} {cause}".strip()
+    if isinstance(error, RequestTimeout):
+        return "timeout"
+    if isinstance(error, ConnectionError):
+        return "connection dropped" if error.opened else "no connection"
+    if isinstance(error, ResponseDecodeError):
+        return "body cut off"
+    return type(error).__name__
+
+
+class _Stretch:
+    __slots__ = (
+        "active",
+        "debug",
+        "gave_up",
+        "kinds",
+        "requests",
+        "retries",
+        "started",
+        "warned",
     )
+
+    def __init__(self, now: float) -> None:
+        self.started = now
+        self.warned: float | None = None  # when a retry was last a WARNING
+        self.active = self.requests = self.retries = self.debug = self.gave_up = 0
+        self.kinds: collections.Counter[str] = collections.Counter()
+
+
+class RetryLog:
+    """Writes retry lines by stretches (see the module docstring); threads may share it.
+
+    A request joins the stretch of its target at its first retry and leaves it when
+    it ends. Leaving may also happen when the garbage collector frees a request
+    nobody closed (a stream its reader abandoned); such leaves are queued and
+    applied by the next call, so the collector never waits for the lock.
+    """
+
+    def __init__(
+        self,
+        log: logging.Logger = logger,
+        clock: Callable[[], float] = time.monotonic,
+        warn_every: float = WARN_EVERY,
+    ) -> None:
+        self._log = log
+        self._clock = clock
+        self._warn_every = warn_every
+        self._stretches: dict[str, _Stretch] = {}
+        self._lock = threading.Lock()
+        self._dropped: collections.deque[str] = collections.deque()
+
+    def join(self, target: str) -> None:
+        """A request to ``target`` is about to be retried for the first time."""
+        with self._lock:
+            ended = self._apply_dropped()
+            stretch = self._stretches.get(target)
+            if stretch is None:
+                stretch = self._stretches[target] = _Stretch(self._clock())
+            stretch.active += 1
+            stretch.requests += 1
+        self._summarize(ended)
+
+    def retry(
+        self, target: str, attempt: int, error: BaseException, delay: float
+    ) -> None:
+        """Log one retry of a request that joined ``target``'s stretch."""
+        now = self._clock()
+        with self._lock:
+            ended = self._apply_dropped()
+            stretch = self._stretches.get(target)
+            if stretch is None:  # joined, then dropped: count it in a new stretch
+                stretch = self._stretches[target] = _Stretch(now)
+                stretch.active = stretch.requests = 1
+            stretch.retries += 1
+            stretch.kinds[failure_kind(error)] += 1
+            warned = stretch.warned
+            loud = warned is None or now - warned >= self._warn_every
+            if loud:
+                stretch.warned = now
+            else:
+                stretch.debug += 1
+            retries, elapsed = stretch.retries, now - stretch.started
+        self._summarize(ended)
+        level = logging.WARNING if loud else logging.DEBUG
+        if not self._log.isEnabledFor(level):
+            return
+        so_far = ""
+        if retries > 1:
+            so_far = f"; {retries:,} retries of it in {elapsed:.0f} s so far"
+            if loud:
+                so_far += ", the others logged at DEBUG"
+        self._log.log(
+            level,
+            "retrying %s (attempt %d failed: %s) in %.2fs%s",
+            target,
+            attempt,
+            error,
+            delay,
+            so_far,
+        )
+
+    def leave(self, target: str, gave_up: bool = False) -> None:
+        """A request that joined ``target``'s stretch has ended."""
+        with self._lock:
+            ended = self._apply_dropped()
+            ended += self._leave(target, gave_up)
+        self._summarize(ended)
+
+    def dropped(self, target: str) -> None:
+        """Queue the leave of a request that was freed without being closed."""
+        self._dropped.append(target)
+
+    def _apply_dropped(self) -> list[tuple[str, _Stretch]]:
+        ended: list[tuple[str, _Stretch]] = []
+        while self._dropped:
+            ended += self._leave(self._dropped.popleft(), False)
+        return ended
+
+    def _leave(self, target: str, gave_up: bool) -> list[tuple[str, _Stretch]]:
+        stretch = self._stretches.get(target)
+        if stretch is None:
+            return []
+        stretch.active -= 1
+        stretch.gave_up += gave_up
+        if stretch.active > 0:
+            return []
+        del self._stretches[target]
+        return [(target, stretch)]
+
+    def _summarize(self, ended: list[tuple[str, _Stretch]]) -> None:
+        for target, stretch in ended:
+            if stretch.debug and self._log.isEnabledFor(logging.WARNING):
+                self._log.warning("%s: %s", target, _summary(stretch, self._clock()))
+
+
+def _summary(stretch: _Stretch, now: float) -> str:
+    kinds = ", ".join(f"{kind} ×{n:,}" for kind, n in stretch.kinds.most_common())
+    requests = stretch.requests
+    text = (
+        f"{requests:,} request{'s' if requests != 1 else ''} retried "
+        f"{stretch.retries:,} times in {now - stretch.started:.1f} s ({kinds})"
+    )
+    if requests == 1:
+        return text + (" and gave up" if stretch.gave_up else "")
+    if stretch.gave_up:
+        text += f"; {stretch.gave_up:,} of them gave up"
+    return text
+
+
+RETRY_LOG = RetryLog()
 
 
 class Attempts:
@@ -177,8 +345,10 @@ class Attempts:
 
     Senders differ only in how they wait: they call :meth:`next_wait` before each
     attempt, :meth:`failed` after a failure (a delay, or ``None`` to give up) and
-    :meth:`succeeded` once it worked. ``limiter`` may change between attempts, e.g.
-    when the endpoint was ensured again.
+    :meth:`succeeded` once it worked; :meth:`close` when the request ended in any
+    other way (cancelled, interrupted), so that its stretch in the retry log can
+    end. ``limiter`` may change between attempts, e.g. when the endpoint was
+    ensured again.
     """
 
     def __init__(
@@ -192,6 +362,8 @@ class Attempts:
         self.limiter = limiter
         self.count = 0
         self.started = time.monotonic()
+        self._joined: weakref.finalize[..., Attempts] | None = None
+        self._target = where
 
     def next_wait(self) -> float:
         """Count a new attempt; seconds to wait for its pacing slot."""
@@ -204,15 +376,31 @@ class Attempts:
         """Slow down after throttling; the wait before retrying, or ``None``."""
         if self.limiter is not None and is_throttle(error):
             self.limiter.on_throttle()
-        if not may_retry:
+        delay = None
+        if may_retry:
+            elapsed = time.monotonic() - self.started
+            delay = self.retry.delay(self.count, error, elapsed)
+        if delay is None:
+            self._leave(gave_up=True)
             return None
-        elapsed = time.monotonic() - self.started
-        delay = self.retry.delay(self.count, error, elapsed)
-        if delay is not None:
-            log_retry(self.where, self.count, error, delay)
+        if self._joined is None or not self._joined.alive:
+            self._target = self.where
+            RETRY_LOG.join(self._target)
+            self._joined = weakref.finalize(self, RETRY_LOG.dropped, self._target)
+            self._joined.atexit = False
+        RETRY_LOG.retry(self._target, self.count, error, delay)
         return delay
 
     def succeeded(self) -> None:
         """Let the pacing recover towards the configured rate."""
         if self.limiter is not None:
             self.limiter.on_success()
+        self._leave(gave_up=False)
+
+    def close(self) -> None:
+        """The request has ended, however; idempotent."""
+        self._leave(gave_up=False)
+
+    def _leave(self, *, gave_up: bool) -> None:
+        if self._joined is not None and self._joined.detach() is not None:
+            RETRY_LOG.leave(self._target, gave_up)

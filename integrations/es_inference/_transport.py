@@ -406,20 +406,23 @@ class SyncTransport(_Base):
     ) -> T:
         """Send with pacing and retries; ``parse`` runs inside the retry loop."""
         attempts = Attempts(f"{request.method} {request.path}", retry, limiter)
-        while True:
-            wait = attempts.next_wait()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                result = self.send(request, parse)
-            except EsInferenceError as exc:
-                delay = attempts.failed(exc)
-                if delay is None:
-                    raise
-                time.sleep(delay)
-                continue
-            attempts.succeeded()
-            return result
+        try:
+            while True:
+                wait = attempts.next_wait()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    result = self.send(request, parse)
+                except EsInferenceError as exc:
+                    delay = attempts.failed(exc)
+                    if delay is None:
+                        raise
+                    time.sleep(delay)
+                    continue
+                attempts.succeeded()
+                return result
+        finally:
+            attempts.close()
 
     @contextmanager
     def stream(self, request: Request) -> Iterator[Iterator[bytes]]:
@@ -568,20 +571,23 @@ class AsyncTransport(_Base):
     ) -> T:
         """Send with pacing and retries; ``parse`` runs inside the retry loop."""
         attempts = Attempts(f"{request.method} {request.path}", retry, limiter)
-        while True:
-            wait = attempts.next_wait()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                result = await self.send(request, parse)
-            except EsInferenceError as exc:
-                delay = attempts.failed(exc)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-                continue
-            attempts.succeeded()
-            return result
+        try:
+            while True:
+                wait = attempts.next_wait()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                try:
+                    result = await self.send(request, parse)
+                except EsInferenceError as exc:
+                    delay = attempts.failed(exc)
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
+                    continue
+                attempts.succeeded()
+                return result
+        finally:
+            attempts.close()
 
     @asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[AsyncIterator[bytes]]:

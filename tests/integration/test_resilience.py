@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from es_inference import (
     EndpointSpec,
     InputError,
     NotFoundError,
+    PartialResultError,
     ResponseDecodeError,
     RetryPolicy,
     ServerError,
@@ -79,40 +81,79 @@ def faults(server: LocalServer, kind: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("kind", "error"),
+    ("kind", "error", "label"),
     [
-        ("429", TooManyRequestsError),
-        ("timeout", TooManyRequestsError),  # 9.x answers queue timeouts with 429
-        ("throttle", ServerError),
-        ("503", ServerError),
-        ("reset", ConnectionError),
-        ("truncate", ResponseDecodeError),
+        ("429", TooManyRequestsError, "429"),
+        ("timeout", TooManyRequestsError, "429"),  # 9.x answers queue timeouts so
+        ("throttle", ServerError, "500 throttling_exception"),
+        ("503", ServerError, "503"),
+        ("reset", ConnectionError, "connection dropped"),
+        ("truncate", ResponseDecodeError, "body cut off"),
     ],
 )
-def test_retryable_failure_is_retried_up_to_max_retries_with_one_warning_each(
+def test_retryable_failure_is_retried_up_to_max_retries_with_one_warning_and_a_sum(
     local_server: LocalServer,
     make: Make,
     caplog: pytest.LogCaptureFixture,
     kind: str,
     error: type[Exception],
+    label: str,
 ) -> None:
     embeddings = make(max_retries=2)
     embeddings.embed_query("warm up")  # creates the endpoint, fault-free
     local_server.set_faults(FaultConfig(**{f"p_{kind}": 1.0}))
     local_server.clear_requests()
-    caplog.set_level(logging.WARNING, logger="es_inference.retry")
+    caplog.set_level(logging.DEBUG, logger="es_inference.retry")
     with pytest.raises(error):
         embeddings.embed_query("always fails")
     assert posts(local_server) == 3
     assert faults(local_server, kind) == 3
-    lines = retry_lines(caplog)
-    assert len(lines) == 2
-    for attempt, line in enumerate(lines, start=1):
-        assert line.startswith(
-            "retrying POST /_inference/text_embedding/amazonbedrock-text-embedding-"
+    target = "POST /_inference/text_embedding/amazonbedrock-text-embedding-"
+    first, summary = retry_lines(caplog)
+    assert first.startswith(f"retrying {target}")
+    assert "(attempt 1 failed: " in first
+    assert first.endswith("s") and " in 0.0" in first
+    assert re.fullmatch(
+        rf"{target}\S+: 1 request retried 2 times in \d+\.\d s \({label} ×2\) "
+        "and gave up",
+        summary,
+    )
+    debug = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "es_inference.retry" and r.levelno == logging.DEBUG
+    ]
+    assert len(debug) == 1 and "(attempt 2 failed: " in debug[0]
+
+
+def test_a_throttled_bulk_call_logs_a_few_warnings_and_sums_up_every_retry(
+    local_server: LocalServer, make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    embeddings = make(max_retries=5)
+    embeddings.embed_query("warm up")
+    local_server.set_faults(FaultConfig(p_429=1.0))
+    caplog.set_level(logging.DEBUG, logger="es_inference.retry")
+    with pytest.raises(PartialResultError):
+        embeddings.embed_array(TEXTS[:64])  # Titan: one request per text
+    retried = [r for r in caplog.records if r.getMessage().startswith("retrying POST ")]
+    assert len(retried) == 64 * 5 == faults(local_server, "429") - 64
+    sums = [
+        re.fullmatch(
+            r"POST /_inference/text_embedding/\S+: (\d+) requests? retried "
+            r"([\d,]+) times in [\d.]+ s \(429 ×([\d,]+)\)(?:; (\d+) of them "
+            r"gave up| and gave up)",
+            line,
         )
-        assert f"(attempt {attempt} failed: " in line
-        assert line.endswith("s") and " in 0.0" in line
+        for line in retry_lines(caplog)
+        if not line.startswith("retrying ")
+    ]
+    found = [match for match in sums if match is not None]
+    assert len(found) == len(sums) >= 1
+    assert sum(int(match[1]) for match in found) == 64
+    assert sum(int(match[2].replace(",", "")) for match in found) == 320
+    warnings = [r for r in retried if r.levelno == logging.WARNING]
+    # One per stretch of retries; the 16 workers keep one stretch going.
+    assert len(warnings) <= 5 < len(retried)
 
 
 def test_queue_timeout_500_of_8x_is_retried(local_server_factory: Any) -> None:
