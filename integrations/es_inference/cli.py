@@ -1,4 +1,9 @@
-"""The ``es-inference`` command: ``serve``, ``demo`` and ``embed``."""
+"""The ``es-inference`` command: ``demo``, ``embed``, ``serve`` and ``rotate-keys``.
+
+``-v`` goes before or after the command name. Failures print one line to stderr
+and exit with 1; bad usage exits with 2, Ctrl-C with 130 (``serve``: 0, as Ctrl-C is
+how it stops).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,45 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+EPILOG = (
+    "Run 'es-inference COMMAND -h' for a command's options. Exit status: 0 done, "
+    "1 failed, 2 bad usage, 130 interrupted."
+)
+
+
+class _CommandError(Exception):
+    """A command cannot go on; the message is printed, ``status`` is the exit."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _output_path(out: str) -> Path:
+    path = Path(out)
+    if path.is_dir():
+        raise _CommandError(f"--out {out!r} is a folder; name the .npy file to write")
+    if not path.resolve().parent.is_dir():
+        raise _CommandError(
+            f"cannot write {out!r}: the folder {str(path.parent)!r} does not exist"
+        )
+    return path
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -13,6 +57,20 @@ def _embed(args: argparse.Namespace) -> int:
     from ._endpoint import build_spec
     from ._files import count_texts, embed_to_file, read_texts
     from ._service import EmbeddingService, ServiceOptions
+
+    if not (args.model or args.inference_id):
+        raise _CommandError(
+            "embed needs --inference-id of an existing endpoint, or --model to "
+            "create one",
+            status=2,
+        )
+    out = _output_path(args.out)
+    try:
+        total = count_texts(args.file)
+    except OSError as exc:
+        raise _CommandError(
+            f"cannot read the input file {args.file!r}: {_reason(exc)}"
+        ) from None
 
     service = EmbeddingService(
         resolve_connection(es_url=args.es_url),
@@ -29,12 +87,11 @@ def _embed(args: argparse.Namespace) -> int:
         ),
         ServiceOptions(concurrency=args.concurrency),
     )
-    total = count_texts(args.file)
     written = embed_to_file(
         service,
         lambda: read_texts(args.file, args.field),
         total,
-        args.out,
+        out,
         chunk=args.chunk,
         resume=not args.restart,
     )
@@ -42,25 +99,35 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rotate(args: argparse.Namespace) -> int:
+def _new_keys() -> tuple[str, str]:
     import getpass
     import os
 
+    access = os.environ.get("AWS_ACCESS_KEY_ID")
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if access and secret:
+        return access, secret
+    if not sys.stdin.isatty():
+        raise _CommandError(
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the new keys (they "
+            "are never taken from the command line)",
+            status=2,
+        )
+    try:
+        access = getpass.getpass("New AWS access key id: ").strip()
+        secret = getpass.getpass("New AWS secret access key: ").strip()
+    except EOFError:
+        access = secret = ""
+    if not (access and secret):
+        raise _CommandError("no new AWS keys given; nothing was changed", status=2)
+    return access, secret
+
+
+def _rotate(args: argparse.Namespace) -> int:
     from ._admin import rotate_aws_keys
     from ._config import resolve_connection
 
-    access = os.environ.get("AWS_ACCESS_KEY_ID")
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if not (access and secret):
-        if not sys.stdin.isatty():
-            print(
-                "es-inference: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the "
-                "new keys (they are never taken from the command line)",
-                file=sys.stderr,
-            )
-            return 2
-        access = getpass.getpass("New AWS access key id: ")
-        secret = getpass.getpass("New AWS secret access key: ")
+    access, secret = _new_keys()
     how = rotate_aws_keys(
         resolve_connection(es_url=args.es_url),
         args.inference_id,
@@ -72,42 +139,94 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run
+#: Packages the demo imports beyond the core install (the extras it needs).
+_DEMO_PACKAGES = ("langchain_core", "llama_index")
 
-    report = run(top_k=args.top_k)
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from ._demo import run
+
+        report = run(top_k=args.top_k)
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        if package not in _DEMO_PACKAGES:
+            raise
+        raise _CommandError(
+            f"the demo needs {package!r}, which is not installed: "
+            "pip install 'es-inference[all]'"
+        ) from None
     return 0 if report.hits else 1
 
 
-def _serve(args: Sequence[str]) -> int:
-    from .local import main as serve_main
+def _serve(args: argparse.Namespace) -> int:
+    from .local._cli import run
 
-    return serve_main(list(args))
+    return run(args)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``es-inference`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "serve":
-        return _serve(argv[1:])
+def _verbose(parser: argparse.ArgumentParser, what: str, top: bool = False) -> None:
+    # Given after the command, -v must not reset a -v given before it: the
+    # command's default is SUPPRESS, so only the top level sets the default.
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help=what,
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .local import _cli as local_cli
 
     parser = argparse.ArgumentParser(
         prog="es-inference",
         description="Elasticsearch inference endpoints for LangChain and LlamaIndex.",
+        epilog=EPILOG,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log requests")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "serve", help="run the local Elasticsearch-compatible server (see serve -h)"
+    _verbose(parser, "log each request (also accepted after the command)", top=True)
+    version = f"%(prog)s {__version__}"
+    parser.add_argument("--version", action="version", version=version)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    client_logs = "log each request to Elasticsearch"
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the local Elasticsearch-compatible server",
+        description=local_cli.DESCRIPTION,
+        epilog=local_cli.EPILOG,
     )
+    local_cli.add_arguments(serve)
+    _verbose(serve, "log every request the server answers")
+    serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(
-        "demo", help="embed the Python reference and answer questions with it"
+        "demo",
+        help="embed the Python reference and answer questions with it",
+        description="Embed the Python language reference and answer questions "
+        "with LangChain and LlamaIndex. Uses ELASTICSEARCH_URL if set, else "
+        "starts the local server on a free loopback port.",
     )
-    demo.add_argument("--top-k", type=int, default=3)
+    demo.add_argument(
+        "--top-k",
+        type=_positive,
+        default=3,
+        help="passages retrieved per question (default: 3)",
+    )
+    _verbose(demo, client_logs)
     demo.set_defaults(run=_demo)
 
-    embed = commands.add_parser("embed", help="embed a text file into a .npy array")
+    embed = commands.add_parser(
+        "embed",
+        help="embed a text file into a .npy array",
+        description="Embed a text file into a .npy array of float32 rows, in "
+        "bounded memory; after an interruption, the same command resumes. "
+        "Elasticsearch credentials come from ELASTICSEARCH_API_KEY (or "
+        "ELASTICSEARCH_USERNAME/ELASTICSEARCH_PASSWORD), AWS keys for a new "
+        "endpoint from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.",
+    )
     embed.add_argument("file", help="one text per line, or JSON lines with --field")
     embed.add_argument("--out", required=True, help="the .npy file to write")
     embed.add_argument("--field", help="the JSON field holding the text")
@@ -119,23 +238,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     embed.add_argument(
         "--rate-limit",
-        type=int,
+        type=_positive,
         help="requests per minute to set on an endpoint this command creates "
         "(Elasticsearch's default for amazonbedrock is 240)",
     )
-    embed.add_argument("--concurrency", type=int, default=16)
-    embed.add_argument("--chunk", type=int, default=2048, help="texts per step")
+    embed.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=16,
+        help="requests in flight at once (default: 16)",
+    )
+    embed.add_argument(
+        "--chunk",
+        type=_positive,
+        default=2048,
+        help="texts per step; memory holds one step (default: 2048)",
+    )
     embed.add_argument(
         "--restart", action="store_true", help="ignore earlier progress and start over"
     )
+    _verbose(embed, client_logs)
     embed.set_defaults(run=_embed)
 
     rotate = commands.add_parser(
         "rotate-keys",
-        help="replace an amazonbedrock endpoint's AWS keys (read from the AWS "
-        "environment variables or prompted)",
+        help="replace an amazonbedrock endpoint's AWS keys",
+        description="Replace an amazonbedrock endpoint's AWS keys. The new keys "
+        "come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or are prompted "
+        "for without echo; never from the command line.",
     )
-    rotate.add_argument("inference_id")
+    rotate.add_argument("inference_id", help="the endpoint whose keys to replace")
     rotate.add_argument(
         "--es-url", help="Elasticsearch URL (default: ELASTICSEARCH_URL)"
     )
@@ -145,27 +277,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="on clusters without _update, recreate even while pipelines or "
         "indices use the endpoint",
     )
+    _verbose(rotate, client_logs)
     rotate.set_defaults(run=_rotate)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def _client_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:
+    if not verbose:
         # Say plainly when the local stand-in starts; keep its request chatter quiet.
         logging.getLogger("es_inference.local").setLevel(logging.INFO)
         for quiet in ("api", "models"):
             logging.getLogger(f"es_inference.local.{quiet}").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``es-inference`` console script."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "serve":
+        # The server sets up its own logging (with timestamps) and its exits.
+        code: int = args.run(args)
+        return code
+    _client_logging(args.verbose)
+
     from ._errors import EsInferenceError
 
     try:
-        code: int = args.run(args)
+        code = args.run(args)
+    except _CommandError as exc:
+        print(f"es-inference: {exc}", file=sys.stderr)
+        return exc.status
     except EsInferenceError as exc:
         print(f"es-inference: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"es-inference: {exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"es-inference: {where}{_reason(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("es-inference: interrupted", file=sys.stderr)
