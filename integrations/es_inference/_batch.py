@@ -176,6 +176,7 @@ class Assembly:
     failures: list[tuple[tuple[int, int], BaseException]] = field(default_factory=list)
     fatal: BaseException | None = None
     cancelled: bool = False
+    halt: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -211,10 +212,16 @@ class Assembly:
             self.failures.append(((start, stop), error))
             if _is_fatal(error) and self.fatal is None:
                 self.fatal = error
+                self.halt.set()
 
     def cancel(self) -> None:
-        """Stop handing out batches: the caller has given up on this call."""
+        """Stop the call: the caller has given up on it.
+
+        No further batch is handed out, and requests waiting for a pacing slot or
+        a retry (on threads) are not sent.
+        """
         self.cancelled = True
+        self.halt.set()
 
     @property
     def stopped(self) -> bool:

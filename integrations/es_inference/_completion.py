@@ -529,30 +529,33 @@ class CompletionService(InferenceService):
         transport = self.sync_transport
         attempts = _StreamAttempts("", self.options.retry)
         secrets = self.connection.secret_values()
-        while True:
-            ready = self.endpoint()
-            generation = self._generation
-            run = _StreamRun(
-                self._request(ready, prompt, settings, stream=True), stops, secrets
-            )
-            attempts.limiter = self.limiter(ready)
-            attempts.where = f"{run.request.method} {run.request.path}"
-            wait = attempts.next_wait()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                with transport.stream(run.request) as chunks:
-                    for chunk in chunks:
-                        yield from run.feed(chunk)
-                        if run.over:
-                            break
-                yield from run.finish()
-            except EsInferenceError as exc:
-                delay = self._after_failure(exc, run, attempts, generation)
-                time.sleep(delay)
-                continue
-            attempts.succeeded()
-            return
+        try:
+            while True:
+                ready = self.endpoint()
+                generation = self._generation
+                run = _StreamRun(
+                    self._request(ready, prompt, settings, stream=True), stops, secrets
+                )
+                attempts.limiter = self.limiter(ready)
+                attempts.where = f"{run.request.method} {run.request.path}"
+                wait = attempts.next_wait()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    with transport.stream(run.request) as chunks:
+                        for chunk in chunks:
+                            yield from run.feed(chunk)
+                            if run.over:
+                                break
+                    yield from run.finish()
+                except EsInferenceError as exc:
+                    delay = self._after_failure(exc, run, attempts, generation)
+                    time.sleep(delay)
+                    continue
+                attempts.succeeded()
+                return
+        finally:
+            attempts.close()  # ends its retry-log stretch, if any
 
     async def _astream(
         self, prompt: str, settings: Mapping[str, Any], stops: Sequence[str]
@@ -560,35 +563,38 @@ class CompletionService(InferenceService):
         transport = self.async_transport
         attempts = _StreamAttempts("", self.options.retry)
         secrets = self.connection.secret_values()
-        while True:
-            ready = await self.aendpoint()
-            generation = self._generation
-            run = _StreamRun(
-                self._request(ready, prompt, settings, stream=True), stops, secrets
-            )
-            attempts.limiter = self.limiter(ready)
-            attempts.where = f"{run.request.method} {run.request.path}"
-            wait = attempts.next_wait()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            try:
-                async with transport.stream(run.request) as chunks:
-                    try:
-                        async for chunk in chunks:
-                            for piece in run.feed(chunk):
-                                yield piece
-                            if run.over:
-                                break
-                    finally:
-                        await _aclose(chunks)
-                for piece in run.finish():
-                    yield piece
-            except EsInferenceError as exc:
-                delay = self._after_failure(exc, run, attempts, generation)
-                await asyncio.sleep(delay)
-                continue
-            attempts.succeeded()
-            return
+        try:
+            while True:
+                ready = await self.aendpoint()
+                generation = self._generation
+                run = _StreamRun(
+                    self._request(ready, prompt, settings, stream=True), stops, secrets
+                )
+                attempts.limiter = self.limiter(ready)
+                attempts.where = f"{run.request.method} {run.request.path}"
+                wait = attempts.next_wait()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                try:
+                    async with transport.stream(run.request) as chunks:
+                        try:
+                            async for chunk in chunks:
+                                for piece in run.feed(chunk):
+                                    yield piece
+                                if run.over:
+                                    break
+                        finally:
+                            await _aclose(chunks)
+                    for piece in run.finish():
+                        yield piece
+                except EsInferenceError as exc:
+                    delay = self._after_failure(exc, run, attempts, generation)
+                    await asyncio.sleep(delay)
+                    continue
+                attempts.succeeded()
+                return
+        finally:
+            attempts.close()  # ends its retry-log stretch, if any
 
     def _after_failure(
         self,

@@ -35,7 +35,7 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._retry import RateLimiter, RetryPolicy, shared_limiter
-from ._transport import AsyncTransport, SyncTransport
+from ._transport import AsyncTransport, Halted, SyncTransport
 from ._wire import (
     FloatArray,
     Request,
@@ -316,7 +316,10 @@ class InferenceService:
                     batch = next(todo, None)
                 if batch is None:
                     return
-                work(*batch)
+                try:
+                    work(*batch)
+                except Halted:
+                    return  # the call has stopped; its batches count as failed
 
         workers = min(self.options.concurrency, len(batches))
         if workers <= 1:
@@ -330,8 +333,9 @@ class InferenceService:
             for future in finished:
                 future.result()
         except BaseException:
-            # Ctrl-C (or any error) in the caller: send no further batch. Requests
-            # already under way finish on their threads; nothing waits for them.
+            # Ctrl-C (or any error) in the caller: send no further batch, and none
+            # of the requests waiting for a pacing slot or a retry. Requests already
+            # on the wire finish on their threads; nothing waits for them.
             assembly.cancel()
             raise
 
@@ -455,6 +459,7 @@ class EmbeddingService(InferenceService):
         assembly = Assembly(len(items), dims=ready.info.dimensions, out=out)
         transport = self.sync_transport
         retry = self.options.retry
+        halt = assembly.halt
 
         def work(start: int, stop: int) -> None:
             parse = _writer(assembly, start, stop)
@@ -462,12 +467,12 @@ class EmbeddingService(InferenceService):
             def send(ready: ReadyEndpoint) -> EsInferenceError | None:
                 request = self._embed_request(ready, items[start:stop], kind)
                 try:
-                    return transport.perform(request, retry, parse, limiter)
+                    return transport.perform(request, retry, parse, limiter, halt)
                 except BadRequestError as exc:
                     if not self._input_type_refused(exc, kind):
                         raise
                 request = self._embed_request(ready, items[start:stop], kind)
-                return transport.perform(request, retry, parse, limiter)
+                return transport.perform(request, retry, parse, limiter, halt)
 
             try:
                 refused = self.call(send)

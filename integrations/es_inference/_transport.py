@@ -321,6 +321,21 @@ class _Base:
         raise TypeError("transports are not pickled; adapters recreate them")
 
 
+class Halted(Exception):
+    """The call a request belongs to has stopped; the request was not sent."""
+
+
+def _pause(seconds: float, halt: threading.Event | None) -> None:
+    """Sleep ``seconds``; raise :class:`Halted` if ``halt`` is or becomes set."""
+    if halt is None:
+        if seconds > 0:
+            time.sleep(seconds)
+        return
+    stopped = halt.wait(seconds) if seconds > 0 else halt.is_set()
+    if stopped:
+        raise Halted
+
+
 class SyncTransport(_Base):
     """Sends requests over pooled keep-alive connections; threads may share it."""
 
@@ -403,21 +418,25 @@ class SyncTransport(_Base):
         retry: RetryPolicy,
         parse: Callable[[Body], T],
         limiter: RateLimiter | None = None,
+        halt: threading.Event | None = None,
     ) -> T:
-        """Send with pacing and retries; ``parse`` runs inside the retry loop."""
+        """Send with pacing and retries; ``parse`` runs inside the retry loop.
+
+        Raises:
+            Halted: ``halt`` was set while the request waited for its pacing slot
+                or its next attempt; it was not sent (again).
+        """
         attempts = Attempts(f"{request.method} {request.path}", retry, limiter)
         try:
             while True:
-                wait = attempts.next_wait()
-                if wait > 0:
-                    time.sleep(wait)
+                _pause(attempts.next_wait(), halt)
                 try:
                     result = self.send(request, parse)
                 except EsInferenceError as exc:
                     delay = attempts.failed(exc)
                     if delay is None:
                         raise
-                    time.sleep(delay)
+                    _pause(delay, halt)
                     continue
                 attempts.succeeded()
                 return result

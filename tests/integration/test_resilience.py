@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import re
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -550,3 +552,31 @@ def test_creators_in_separate_processes_end_with_one_endpoint(
     listed = httpx.get(f"{local_server.url}/_inference/_all", headers=AUTH).json()
     assert [e["inference_id"] for e in listed["endpoints"]] == ["from-processes"]
     assert _created(local_server) == 1
+
+
+def test_ctrl_c_in_a_paced_sync_call_sends_none_of_the_waiting_requests(
+    local_server: LocalServer,
+) -> None:
+    # 120 requests per minute: after the first, one each 0.5 s. Sixteen threads
+    # take a batch each and wait for their slots; Ctrl-C comes after about two.
+    embeddings = ElasticInferenceEmbeddings(
+        **bedrock(
+            local_server.url,
+            inference_id="paced-interrupt",
+            service_settings={"rate_limit": {"requests_per_minute": 120}},
+        )
+    )
+    embeddings.embed_query("create the endpoint first")
+    local_server.clear_requests()
+    timer = threading.Timer(0.7, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            embeddings.embed_array(TEXTS[:40])
+    finally:
+        timer.cancel()
+    sent = local_server.count("POST", "/_inference")
+    # Long enough for a few more slots to come, had the waiting threads gone on.
+    threading.Event().wait(1.6)
+    assert local_server.count("POST", "/_inference") == sent
+    assert sent <= 3
