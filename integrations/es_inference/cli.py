@@ -296,7 +296,15 @@ def _client_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``es-inference`` console script."""
-    args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        print("es-inference: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "serve":
         # The server sets up its own logging (with timestamps) and its exits.
         code: int = args.run(args)
@@ -317,9 +325,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"es-inference: {where}{_reason(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("es-inference: interrupted", file=sys.stderr)
-        return 130
     return code
 
 

@@ -3,6 +3,7 @@ key from a file or the environment, and the errors a new user meets first."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -371,3 +372,45 @@ def test_version_names_the_package(capsys: pytest.CaptureFixture[str]) -> None:
         cli_main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out == f"es-inference {es_inference.__version__}\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("answers", [[], ["AKIDPASTED", ""]], ids=["eof", "blank"])
+def test_rotate_keys_without_typed_keys_changes_nothing(
+    answers: list[str],
+    local_server: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    typed = iter(answers)
+
+    def prompt(question: str) -> str:
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("getpass.getpass", prompt)
+    code = cli_main(["rotate-keys", "rotating", "--es-url", local_server.url])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == "es-inference: no new AWS keys given; nothing was changed\n"
+    assert local_server.requests == []
+
+
+def test_ctrl_c_while_the_command_line_is_read_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    assert cli_main(["serve"]) == 130
+    assert capsys.readouterr().err == "es-inference: interrupted\n"
