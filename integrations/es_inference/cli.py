@@ -27,6 +27,12 @@ class _CommandError(Exception):
         self.status = status
 
 
+_CREDENTIALS = (
+    "the command reads Elasticsearch credentials from ELASTICSEARCH_API_KEY, or "
+    "ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD"
+)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -311,13 +317,16 @@ def _main(argv: list[str]) -> int:
         return code
     _client_logging(args.verbose)
 
-    from ._errors import EsInferenceError
+    from ._errors import AuthenticationError, EsInferenceError
 
     try:
         code = args.run(args)
     except _CommandError as exc:
         print(f"es-inference: {exc}", file=sys.stderr)
         return exc.status
+    except AuthenticationError as exc:
+        print(f"es-inference: {exc}; {_CREDENTIALS}", file=sys.stderr)
+        return 1
     except EsInferenceError as exc:
         print(f"es-inference: {exc}", file=sys.stderr)
         return 1

@@ -414,3 +414,24 @@ def test_ctrl_c_while_the_command_line_is_read_exits_130(
     monkeypatch.setattr(cli, "_parser", interrupted)
     assert cli_main(["serve"]) == 130
     assert capsys.readouterr().err == "es-inference: interrupted\n"
+
+
+def test_refused_credentials_name_the_variables_that_carry_them(
+    local_server: LocalServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("ELASTICSEARCH_API_KEY", "ELASTICSEARCH_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one\n")
+    argv = ["embed", str(corpus), "--out", str(tmp_path / "v.npy")]
+    assert cli_main([*argv, "--inference-id", "x", "--es-url", local_server.url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("es-inference: [401] security_exception: missing ")
+    assert err.endswith(
+        "; the command reads Elasticsearch credentials from ELASTICSEARCH_API_KEY, "
+        "or ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD\n"
+    )
+    assert local_server.count("GET") == 1
