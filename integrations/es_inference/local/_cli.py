@@ -85,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--latency-ms",
         type=float,
         default=0.0,
-        help="delay added to every inference request, in milliseconds",
+        help="latency of every inference request in milliseconds, counted from "
+        "its arrival (the server's own work is part of it)",
     )
     parser.add_argument(
         "--latency-jitter-ms",

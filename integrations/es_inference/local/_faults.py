@@ -50,7 +50,9 @@ class FaultConfig:
     each request gets at most one fault.
 
     Attributes:
-        latency_ms: Delay added to every inference request (without blocking others).
+        latency_ms: Latency of every inference request, counted from the arrival of
+            its bytes (or its exit from the rate-limit queue), so the server's own
+            work is part of it; waiting blocks no other request.
         latency_jitter_ms: Extra delay drawn uniformly from ``[0, jitter]``.
         p_429: Probability of a 429 ``es_rejected_execution_exception``.
         p_timeout: Probability of a queue ``timeout_exception`` (500 on 8.x, 429
