@@ -74,7 +74,7 @@ def test_serve_help_documents_every_fault_option(
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for option, words in [
-        ("--latency-ms LATENCY_MS", "delay added to every inference request"),
+        ("--latency-ms LATENCY_MS", "latency of every inference request"),
         ("--latency-jitter-ms LATENCY_JITTER_MS", "extra delay per inference"),
         ("--p-429 P_429", "probability of the '429' fault"),
         ("--p-timeout P_TIMEOUT", "probability of the 'timeout' fault"),
