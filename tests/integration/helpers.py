@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from es_inference import (
+    EmbeddingService,
+    ServiceOptions,
+    build_spec,
+    resolve_connection,
+)
+
 API_KEY = "test-api-key"
 AWS_ACCESS = "AKIDLOCALTESTACCESS1"
 AWS_SECRET = "local-test-secret-value-0123456789"
@@ -26,3 +33,22 @@ def bedrock(url: str, **overrides: Any) -> dict[str, Any]:
     }
     settings.update(overrides)
     return settings
+
+
+def embedding_service(
+    url: str, options: ServiceOptions | None = None
+) -> EmbeddingService:
+    """A Titan embedding service on the local server, without the frameworks."""
+    return EmbeddingService(
+        resolve_connection(es_url=url, es_api_key=API_KEY, env={}),
+        build_spec(
+            "text_embedding",
+            model=TITAN,
+            region="us-east-1",
+            aws_access_key_id=AWS_ACCESS,
+            aws_secret_access_key=AWS_SECRET,
+            service_settings=FAST,
+            env={},
+        ),
+        options,
+    )

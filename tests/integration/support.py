@@ -51,30 +51,13 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class TlsFront:
-    """Terminates TLS on 127.0.0.1 and relays the plain bytes to a loopback port.
+class _Relays:
+    """Threads and sockets of a loopback relay, all closed by :meth:`_close_all`."""
 
-    Each accepted connection gets one thread for the handshake and the relay in
-    one direction, and one more for the other direction.
-    """
-
-    def __init__(self, target_port: int, cert: Path, key: Path) -> None:
-        self._target = ("127.0.0.1", target_port)
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(cert, key)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self.handshake_failures = 0
-        self._stopping = False
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._start(self._accept)
-
-    @property
-    def url(self) -> str:
-        """``https://127.0.0.1:<port>``."""
-        return f"https://127.0.0.1:{self.port}"
 
     def _start(self, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
@@ -82,9 +65,43 @@ class TlsFront:
             self._threads.append(thread)
         thread.start()
 
-    def _keep(self, sock: socket.socket) -> None:
+    def _keep(self, *socks: socket.socket) -> None:
         with self._lock:
-            self._sockets.append(sock)
+            self._sockets.extend(socks)
+
+    def _close_all(self) -> None:
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+class TlsFront(_Relays):
+    """Terminates TLS on 127.0.0.1 and relays the plain bytes to a loopback port.
+
+    Each accepted connection gets one thread for the handshake and the relay in
+    one direction, and one more for the other direction.
+    """
+
+    def __init__(self, target_port: int, cert: Path, key: Path) -> None:
+        super().__init__()
+        self._target = ("127.0.0.1", target_port)
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.handshake_failures = 0
+        self._stopping = False
+        self._start(self._accept)
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:<port>``."""
+        return f"https://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
         while True:
@@ -120,14 +137,7 @@ class TlsFront:
         # A connection of our own wakes the accepting thread, which then ends.
         socket.create_connection(("127.0.0.1", self.port)).close()
         self._listener.close()
-        with self._lock:
-            sockets, threads = list(self._sockets), list(self._threads)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in threads:
-            thread.join(timeout=10)
+        self._close_all()
 
 
 def _relay(source: socket.socket, sink: socket.socket) -> None:
@@ -140,6 +150,58 @@ def _relay(source: socket.socket, sink: socket.socket) -> None:
         for sock in (source, sink):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class CountingRelay(_Relays):
+    """Relays TCP connections on 127.0.0.1 to a loopback port; counts the open ones.
+
+    A connection counts as open from its accept until the client closes it.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__()
+        self._target = ("127.0.0.1", target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._open = 0
+        self._changed = threading.Condition(self._lock)
+        self._start(self._accept)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            with self._changed:
+                self._sockets += [client, upstream]
+                self._open += 1
+            self._start(_relay, upstream, client)
+            self._start(self._from_client, client, upstream)
+
+    def _from_client(self, client: socket.socket, upstream: socket.socket) -> None:
+        _relay(client, upstream)
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
+
+    @property
+    def open(self) -> int:
+        with self._changed:
+            return self._open
+
+    def wait_until_closed(self) -> int:
+        """Wait up to 10 s for every connection to close; return how many are open."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._open == 0, timeout=10)
+            return self._open
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() call
+        self._listener.close()
+        self._close_all()
 
 
 class StubServer:

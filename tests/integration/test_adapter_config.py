@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import pickle
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,7 +32,16 @@ from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import LocalServer
 
-from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, FAST, TITAN, bedrock
+from .helpers import (
+    API_KEY,
+    AWS_ACCESS,
+    AWS_SECRET,
+    FAST,
+    TITAN,
+    bedrock,
+    embedding_service,
+)
+from .support import CountingRelay
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 PROMPT = "Elastic makes Elasticsearch.\nQuestion: What does Elastic make?"
@@ -398,84 +404,6 @@ def test_specs_tell_given_keys_from_those_of_the_environment() -> None:
 # Closing ------------------------------------------------------------------------
 
 
-class CountingRelay:
-    """Relays TCP connections on 127.0.0.1 to a loopback port; counts the open ones.
-
-    A connection counts as open from its accept until the client closes it.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self._target = ("127.0.0.1", target_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._open = 0
-        self._changed = threading.Condition()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._start(self._accept)
-
-    def _start(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._changed:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            with self._changed:
-                self._sockets += [client, upstream]
-                self._open += 1
-            self._start(_pipe, upstream, client)
-            self._start(self._from_client, client, upstream)
-
-    def _from_client(self, client: socket.socket, upstream: socket.socket) -> None:
-        _pipe(client, upstream)
-        with self._changed:
-            self._open -= 1
-            self._changed.notify_all()
-
-    @property
-    def open(self) -> int:
-        with self._changed:
-            return self._open
-
-    def wait_until_closed(self) -> int:
-        """Wait up to 10 s for every connection to close; return how many are open."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._open == 0, timeout=10)
-            return self._open
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() call
-        self._listener.close()
-        with self._changed:
-            sockets, threads = list(self._sockets), list(self._threads)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        for thread in threads:
-            thread.join(timeout=10)
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
 @pytest.fixture
 def relay(local_server: LocalServer) -> Iterator[CountingRelay]:
     """A counting relay in front of the local server."""
@@ -486,18 +414,7 @@ def relay(local_server: LocalServer) -> Iterator[CountingRelay]:
 
 
 def _embedding_service(url: str) -> EmbeddingService:
-    return EmbeddingService(
-        resolve_connection(es_url=url, es_api_key=API_KEY),
-        bedrock_spec(
-            "text_embedding",
-            model=TITAN,
-            region="us-east-1",
-            aws_access_key_id=AWS_ACCESS,
-            aws_secret_access_key=AWS_SECRET,
-            service_settings=FAST,
-        ),
-        ServiceOptions(concurrency=4),
-    )
+    return embedding_service(url, ServiceOptions(concurrency=4))
 
 
 TEXTS = [f"text number {i}" for i in range(12)]

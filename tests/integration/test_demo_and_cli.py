@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from es_inference import EmbeddingService, InputError, build_spec, resolve_connection
+from es_inference import EmbeddingService, InputError
 from es_inference._demo import QUESTIONS, run
 from es_inference._files import count_texts, embed_to_file, read_texts
 from es_inference.cli import main
 
-from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, FAST, TITAN
+from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, TITAN, embedding_service
 
 
 def test_demo_answers_from_the_right_reference_topics(
@@ -43,18 +43,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def _service(url: str) -> EmbeddingService:
-    return EmbeddingService(
-        resolve_connection(es_url=url, es_api_key=API_KEY, env={}),
-        build_spec(
-            "text_embedding",
-            model=TITAN,
-            region="us-east-1",
-            aws_access_key_id=AWS_ACCESS,
-            aws_secret_access_key=AWS_SECRET,
-            service_settings=FAST,
-            env={},
-        ),
-    )
+    return embedding_service(url)
 
 
 def test_embed_command_writes_the_array(

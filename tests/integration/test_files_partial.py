@@ -14,33 +14,18 @@ from es_inference import (
     EsInferenceError,
     PartialResultError,
     ServiceOptions,
-    build_spec,
-    resolve_connection,
 )
 from es_inference._files import FilePartialError, embed_to_file
 from es_inference._retry import NO_RETRY
 from es_inference.local import FaultConfig
 
-from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, FAST, TITAN
+from .helpers import embedding_service
 
 TEXTS = [f"line {i} of a corpus that fails in part" for i in range(60)]
 
 
 def _service(url: str, *, retries: bool) -> EmbeddingService:
-    options = ServiceOptions() if retries else ServiceOptions(retry=NO_RETRY)
-    return EmbeddingService(
-        resolve_connection(es_url=url, es_api_key=API_KEY, env={}),
-        build_spec(
-            "text_embedding",
-            model=TITAN,
-            region="us-east-1",
-            aws_access_key_id=AWS_ACCESS,
-            aws_secret_access_key=AWS_SECRET,
-            service_settings=FAST,
-            env={},
-        ),
-        options,
-    )
+    return embedding_service(url, None if retries else ServiceOptions(retry=NO_RETRY))
 
 
 def _embed(service: EmbeddingService, out: Path) -> int:
