@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumps
 from llama_index.core.callbacks import CallbackManager
 
@@ -24,6 +23,7 @@ from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import LocalServer
 
 from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, bedrock
+from .payloads import LangChainPayloads
 from .payloads import LlamaPayloads as Collector
 
 SECRETS = (API_KEY, AWS_ACCESS, AWS_SECRET)
@@ -128,19 +128,6 @@ PAIR_SECRETS = (
     _encoded(KEY_ID, PAIR_KEY),
     _encoded(KEY_ID, WRONG_KEY),
 )
-
-
-class LangChainPayloads(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    def on_llm_start(
-        self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any
-    ) -> None:
-        self.seen.append({"serialized": serialized, **kwargs})
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        self.seen.append(response)
 
 
 def _chain(error: BaseException) -> list[str | bytes]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumpd, dumps
 from llama_index.core.callbacks import CallbackManager
 
@@ -30,7 +29,7 @@ from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import FaultConfig, LocalServer
 
 from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, bedrock
-from .payloads import LlamaPayloads
+from .payloads import LangChainPayloads, LlamaPayloads
 from .support import QUICK_RETRY
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -83,22 +82,6 @@ def records() -> Iterator[Records]:
     root.setLevel(saved_root)
     for name, level in saved.items():
         logging.getLogger(name).setLevel(level)
-
-
-class LangChainPayloads(BaseCallbackHandler):
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    def on_llm_start(
-        self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any
-    ) -> None:
-        self.seen.append({"serialized": serialized, **kwargs})
-
-    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
-        self.seen.append(response)
-
-    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        self.seen.append(error)
 
 
 def error_texts(error: BaseException) -> Iterator[str | bytes]:
