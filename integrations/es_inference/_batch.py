@@ -182,11 +182,18 @@ class Assembly:
     def __post_init__(self) -> None:
         self.done = np.zeros(self.total, dtype=bool)
         if self.out is not None:
-            if self.out.shape[0] != self.total:
+            shape = self.out.shape
+            if len(shape) != 2 or shape[0] != self.total:
                 raise ConfigurationError(
-                    f"out has {self.out.shape[0]} rows for {self.total} inputs"
+                    f"out must be a 2-D array with a row for each of the "
+                    f"{self.total} inputs, got shape {shape}"
                 )
-            self.dims = int(self.out.shape[1])
+            if self.dims is not None and shape[1] != self.dims:
+                raise ConfigurationError(
+                    f"out has {shape[1]} columns, but the endpoint's vectors have "
+                    f"{self.dims} dimensions"
+                )
+            self.dims = int(shape[1])
 
     def rows(self, start: int, stop: int, dims: int) -> FloatArray:
         """The view a batch writes into; allocates ``out`` on first use."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
@@ -402,13 +403,18 @@ class CompletionService(InferenceService):
         settings, stops = self._prepare(task_settings, stop)
         return cut_at_stop(await self._acomplete_one(text, settings), stops)
 
-    def _complete_one(self, prompt: str, settings: Mapping[str, Any]) -> str:
+    def _complete_one(
+        self,
+        prompt: str,
+        settings: Mapping[str, Any],
+        halt: threading.Event | None = None,
+    ) -> str:
         transport, retry = self.sync_transport, self.options.retry
 
         def send(ready: ReadyEndpoint) -> str:
             request = self._request(ready, prompt, settings)
             return transport.perform(
-                request, retry, single_completion, self.limiter(ready)
+                request, retry, single_completion, self.limiter(ready), halt
             )
 
         return self.call(send)
@@ -453,7 +459,7 @@ class CompletionService(InferenceService):
         def work(start: int, stop_at: int) -> None:
             try:
                 answers[start] = cut_at_stop(
-                    self._complete_one(items[start], settings), stops
+                    self._complete_one(items[start], settings, assembly.halt), stops
                 )
                 assembly.succeed(start, stop_at)
             except EsInferenceError as exc:

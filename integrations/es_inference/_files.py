@@ -13,7 +13,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from ._batch import check_texts
-from ._errors import InputError, PartialResultError
+from ._errors import ConfigurationError, InputError, PartialResultError
 from ._service import EmbeddingService
 
 logger = logging.getLogger("es_inference.files")
@@ -75,12 +75,16 @@ def embed_to_file(
     this call.
 
     Raises:
+        ConfigurationError: ``chunk`` is less than 1.
         InputError: A text cannot be embedded (checked for every line before the
             first request), or the file holds a different number of rows.
         FilePartialError: Some texts of a chunk still failed after their retries.
             The rows before the first failed one are saved, and the next call
-            resumes there.
+            resumes there. When every request of a step failed, that request's
+            own error is raised instead; the rows before the step are saved.
     """
+    if chunk < 1:
+        raise ConfigurationError(f"chunk must be at least 1, got {chunk}")
     path = Path(out)
     progress = path.with_name(path.name + ".progress")
     done = 0
@@ -102,7 +106,7 @@ def embed_to_file(
     for _ in range(done):
         next(source)
     while done < total:
-        batch = list(itertools.islice(source, chunk))
+        batch = list(itertools.islice(source, min(chunk, total - done)))
         if not batch:
             raise InputError(f"the input ended after {done} of {total} texts")
         written = 0
@@ -117,6 +121,12 @@ def embed_to_file(
             if layout is not None:
                 progress.write_text(str(saved))
             raise FilePartialError(exc, path, done + written, saved, total) from None
+        except BaseException:
+            # Every request of the step failed, or the call was interrupted: the
+            # error is its own, and the rows saved so far are kept.
+            if written:
+                progress.write_text(str(done + written))
+            raise
         done += len(batch)
         progress.write_text(str(done))
     if layout is None:  # an empty input

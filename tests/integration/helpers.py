@@ -16,6 +16,7 @@ AWS_ACCESS = "AKIDLOCALTESTACCESS1"
 AWS_SECRET = "local-test-secret-value-0123456789"
 TITAN = "amazon.titan-embed-text-v2:0"
 COHERE = "cohere.embed-english-v3"
+HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 FAST = {"rate_limit": {"requests_per_minute": 600_000}}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,11 @@ import pytest
 
 from es_inference import (
     ApiError,
+    ConfigurationError,
     EmbeddingService,
     EsInferenceError,
     PartialResultError,
+    ServerError,
     ServiceOptions,
 )
 from es_inference._files import FilePartialError, embed_to_file
@@ -80,3 +83,77 @@ def test_rows_before_a_failure_are_kept_and_a_rerun_sends_only_the_rest(
         resumed.append(saved)
     # Some runs failed part-way through a step and kept that step's leading rows.
     assert any(saved % 16 > 1 for saved in resumed), resumed
+
+
+def test_a_step_whose_only_request_fails_keeps_the_rows_before_it(
+    local_server: Any, tmp_path: Path
+) -> None:
+    expected = _service(local_server.url, retries=True).embed(TEXTS[:5])
+    failing = _service(local_server.url, retries=False)
+    out = tmp_path / "vectors.npy"
+    passes = []
+
+    def texts() -> Iterator[str]:
+        passes.append(1)  # the first pass only checks the texts
+        for i, text in enumerate(TEXTS[:5]):
+            if i == 1 and len(passes) == 2:
+                local_server.set_faults(FaultConfig(p_503=1.0))
+            yield text
+
+    try:
+        with pytest.raises(ServerError):
+            embed_to_file(failing, texts, 5, out, chunk=1)
+    finally:
+        local_server.set_faults(None)
+    assert out.with_name(out.name + ".progress").read_text() == "1"
+    local_server.clear_requests()
+    written = embed_to_file(failing, lambda: iter(TEXTS[:5]), 5, out, chunk=1)
+    assert written == 4 == local_server.count("POST", "/_inference")
+    np.testing.assert_array_equal(np.load(out), expected)
+
+
+def test_texts_beyond_the_total_are_not_embedded(
+    local_server: Any, tmp_path: Path
+) -> None:
+    service = _service(local_server.url, retries=True)
+    service.embed(TEXTS[:1])
+    local_server.clear_requests()
+    out = tmp_path / "vectors.npy"
+    written = embed_to_file(service, lambda: iter(TEXTS[:20]), 5, out, chunk=8)
+    assert written == 5 == local_server.count("POST", "/_inference")
+    assert out.stat().st_size == np.load(out).nbytes + 128
+    np.testing.assert_array_equal(np.load(out), service.embed(TEXTS[:5]))
+
+
+def test_a_chunk_below_one_is_refused_before_any_request(
+    local_server: Any, tmp_path: Path
+) -> None:
+    local_server.clear_requests()
+    with pytest.raises(ConfigurationError, match="chunk must be at least 1, got 0"):
+        embed_to_file(
+            _service(local_server.url, retries=True),
+            lambda: iter(TEXTS),
+            len(TEXTS),
+            tmp_path / "vectors.npy",
+            chunk=0,
+        )
+    assert local_server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((5,), r"out must be a 2-D array with a row for each of the 5 inputs"),
+        ((4, 1024), r"got shape \(4, 1024\)"),
+        ((5, 512), "out has 512 columns, but the endpoint's vectors have 1024"),
+    ],
+)
+def test_an_out_array_of_the_wrong_shape_is_refused_before_embedding(
+    local_server: Any, shape: tuple[int, ...], message: str
+) -> None:
+    service = _service(local_server.url, retries=True)
+    service.embed(TEXTS[:1])
+    local_server.clear_requests()
+    with pytest.raises(ConfigurationError, match=message):
+        service.embed(TEXTS[:5], out=np.zeros(shape, dtype=np.float32))
+    assert local_server.count("POST", "/_inference") == 0

@@ -7,6 +7,7 @@ The local server injects the faults; the adapters run with retry waits of at mos
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -39,11 +40,11 @@ from es_inference import (
     resolve_connection,
 )
 from es_inference._wire import infer
-from es_inference.langchain import ElasticInferenceEmbeddings
+from es_inference.langchain import ElasticInferenceEmbeddings, ElasticInferenceLLM
 from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.local import FaultConfig, LocalServer
 
-from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, TITAN, bedrock
+from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, HAIKU, TITAN, bedrock
 from .support import QUICK_RETRY, StubServer, create_and_embed
 
 TEXTS = [f"passage {i} on subject {i % 11}, with words {i * 7}" for i in range(300)]
@@ -554,25 +555,33 @@ def test_creators_in_separate_processes_end_with_one_endpoint(
     assert _created(local_server) == 1
 
 
+@pytest.mark.parametrize("kind", ["embed", "complete"])
 def test_ctrl_c_in_a_paced_sync_call_sends_none_of_the_waiting_requests(
-    local_server: LocalServer,
+    local_server: LocalServer, kind: str
 ) -> None:
     # 120 requests per minute: after the first, one each 0.5 s. Sixteen threads
     # take a batch each and wait for their slots; Ctrl-C comes after about two.
-    embeddings = ElasticInferenceEmbeddings(
-        **bedrock(
-            local_server.url,
-            inference_id="paced-interrupt",
-            service_settings={"rate_limit": {"requests_per_minute": 120}},
+    paced = {"rate_limit": {"requests_per_minute": 120}}
+    bulk: Callable[[], object]
+    if kind == "embed":
+        embeddings = ElasticInferenceEmbeddings(
+            **bedrock(local_server.url, inference_id="paced", service_settings=paced)
         )
-    )
-    embeddings.embed_query("create the endpoint first")
+        embeddings.embed_query("create the endpoint first")
+        bulk = functools.partial(embeddings.embed_array, TEXTS[:40])
+    else:
+        llm = ElasticInferenceLLM(
+            **bedrock(local_server.url, model=HAIKU, service_settings=paced)
+        )
+        service = llm.completion_service()
+        service.complete("create the endpoint first")
+        bulk = functools.partial(service.complete_many, TEXTS[:40])
     local_server.clear_requests()
     timer = threading.Timer(0.7, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            embeddings.embed_array(TEXTS[:40])
+            bulk()
     finally:
         timer.cancel()
     sent = local_server.count("POST", "/_inference")
