@@ -7,11 +7,22 @@ from typing import Any
 
 import pytest
 
+from es_inference import _transport
 from es_inference.local import LocalServer
 from es_inference.local._models import EmbeddingModel, ModelUnavailableError, get_model
 
 #: The API key the ``local_server`` fixtures require.
 TEST_API_KEY = "test-api-key"
+
+
+@pytest.fixture(autouse=True)
+def _clusters_not_yet_reached() -> None:
+    """Each test starts with no cluster known to have answered this process.
+
+    A port a test closes to stand for a wrong URL may have served an earlier
+    test's local server; it must still fail at once.
+    """
+    _transport._REACHED.clear()
 
 
 @pytest.fixture(scope="session")

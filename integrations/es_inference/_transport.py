@@ -186,6 +186,12 @@ def _proxied(url: str) -> bool:
     return not urllib.request.proxy_bypass(origin.host)
 
 
+#: Clusters (by URL) that have answered this process. Until one has, a failure to
+#: connect to it is most likely a wrong URL and is not retried with the full
+#: backoff; once it has, any transport to it waits for it to come back.
+_REACHED: set[str] = set()
+
+
 class _Base:
     """Configuration shared by both transports."""
 
@@ -196,9 +202,6 @@ class _Base:
         self._pid = os.getpid()
         self._count_lock = threading.Lock()
         self.requests_sent = 0
-        #: Whether any answer has come back yet; until then a failure to connect
-        #: is most likely a wrong URL and is not retried with the full backoff.
-        self.reached = False
         # Named in errors; a proxy's URL is not, as it may hold credentials.
         self._address = Origin.from_url(config.url).address
         self._origin: Origin | None = None
@@ -278,7 +281,7 @@ class _Base:
         retry_after: str | None,
         started: float,
     ) -> None:
-        self.reached = True
+        _REACHED.add(self.config.url)
         millis = (time.perf_counter() - started) * 1000
         if logger.isEnabledFor(logging.INFO):
             logger.info(
@@ -304,6 +307,11 @@ class _Base:
             return parse(answer.body)
 
         return consume
+
+    @property
+    def reached(self) -> bool:
+        """Whether the cluster has answered any transport of this process."""
+        return self.config.url in _REACHED
 
     def _error(
         self, exc: httpx.HTTPError | HTTPFailure, request: Request

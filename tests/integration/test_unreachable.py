@@ -303,3 +303,32 @@ def test_a_cluster_restarting_mid_run_is_waited_for(
     ]
     assert len(refused) >= 2  # more than the one quick retry of a first contact
     assert second.count("POST") >= 1
+
+
+def test_once_the_cluster_answered_the_async_side_also_waits_for_a_restart(
+    local_server_factory: Any,
+) -> None:
+    # The sync calls reach the cluster; the first async call meets it restarting.
+    server = local_server_factory()
+    embeddings = ElasticInferenceEmbeddings(
+        **bedrock(server.url, max_retries=7, initial_backoff=0.2, max_backoff=0.5)
+    )
+    expected = embeddings.embed_array(["a", "b"])
+    port = int(server.url.rsplit(":", 1)[1])
+    server.stop()
+    restarted: list[LocalServer] = []
+
+    def restart() -> None:
+        replacement = LocalServer(port=port, api_key=API_KEY)
+        restarted.append(replacement.start())
+        replacement.set_faults(None)
+
+    timer = threading.Timer(1.0, restart)
+    timer.start()
+    try:
+        again = asyncio.run(embeddings.aembed_array(["a", "b"]))
+    finally:
+        timer.join()
+        for running in restarted:
+            running.stop()
+    np.testing.assert_array_equal(again, expected)
