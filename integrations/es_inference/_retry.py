@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import random
 import threading
 import time
@@ -338,6 +339,23 @@ def _summary(stretch: _Stretch, now: float) -> str:
 
 
 RETRY_LOG = RetryLog()
+
+
+def _after_fork_in_child() -> None:
+    """Start the child with fresh locks, pacing buckets and retry stretches.
+
+    A thread of the parent may have held one of the locks at the fork; that thread
+    does not exist in the child, so the lock would never be released. The child's
+    requests are its own, so its buckets and stretches start empty.
+    """
+    global _limiters_lock, RETRY_LOG
+    _limiters_lock = threading.Lock()
+    _limiters.clear()
+    RETRY_LOG = RetryLog()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Attempts:

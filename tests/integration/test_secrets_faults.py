@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from langchain_core.load import dumpd, dumps
 from llama_index.core.callbacks import CallbackManager
 
-from es_inference import EsInferenceError, PartialResultError, StreamError
+from es_inference import EsInferenceError, PartialResultError, StreamError, _retry
 from es_inference.langchain import ElasticInferenceEmbeddings, ElasticInferenceLLM
 from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
@@ -299,3 +300,39 @@ def test_adapter_is_usable_in_a_forked_child_and_still_in_the_parent(
     )
     posts = [r for r in local_server.requests if r.method == "POST"]
     assert len(posts) == 40 * 6 and all(r.status == 200 for r in posts)
+
+
+def test_a_child_forked_while_a_thread_held_the_pacing_and_retry_locks_goes_on() -> (
+    None
+):
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _retry._limiters_lock, _retry.RETRY_LOG._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: report through the exit code only
+            code = 70
+            try:
+                signal.alarm(20)  # a deadlocked child ends itself
+                _retry.shared_limiter("http://127.0.0.1:9", "e", 60).reserve()
+                _retry.RETRY_LOG.join("POST /x")
+                _retry.RETRY_LOG.leave("POST /x", False)
+                code = 0
+            except BaseException:
+                code = 72
+            finally:
+                os._exit(code)
+    finally:
+        release.set()
+        holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
