@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from es_inference import _transport
+from es_inference import _endpoint, _transport
 from es_inference.local import LocalServer
 from es_inference.local._models import EmbeddingModel, ModelUnavailableError, get_model
 
@@ -16,13 +16,15 @@ TEST_API_KEY = "test-api-key"
 
 
 @pytest.fixture(autouse=True)
-def _clusters_not_yet_reached() -> None:
-    """Each test starts with no cluster known to have answered this process.
+def _fresh_process_state() -> None:
+    """Each test starts as a fresh process would, as far as endpoints go.
 
-    A port a test closes to stand for a wrong URL may have served an earlier
-    test's local server; it must still fail at once.
+    No cluster has answered yet (a port a test closes to stand for a wrong URL may
+    have served an earlier test's local server; it must still fail at once), and
+    no endpoint was created or given keys by this process.
     """
     _transport._REACHED.clear()
+    _endpoint._APPLIED.clear()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ._config import ConnectionConfig
+from ._endpoint import note_secrets_applied
 from ._errors import ApiError, ConfigurationError, ConflictError
 from ._retry import NO_RETRY, RetryPolicy
 from ._secrets import Secret, to_secret
@@ -105,6 +106,9 @@ def rotate_aws_keys(
             transport.perform(
                 update_endpoint(info.task_type, inference_id, body), NO_RETRY, bytes
             )
+            note_secrets_applied(
+                inference_id, {"access_key": access, "secret_key": secret}
+            )
             logger.info("replaced the AWS keys of [%s] with _update", inference_id)
             return "updated"
 
@@ -150,6 +154,7 @@ def rotate_aws_keys(
                 caused_by=exc.caused_by,
                 inference_id=inference_id,
             ) from None
+        note_secrets_applied(inference_id, {"access_key": access, "secret_key": secret})
         logger.info("recreated [%s] with new AWS keys", inference_id)
         return "recreated"
     finally:

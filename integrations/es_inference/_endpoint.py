@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import os
 import re
@@ -361,6 +362,7 @@ def ensure_steps(
         try:
             info = _single((yield request), inference_id)
             created = True
+            note_secrets_applied(inference_id, spec.secret_settings)
             logger.info("created inference endpoint [%s]", inference_id)
         except BadRequestError as exc:
             if exc.error_type != "resource_already_exists_exception":
@@ -382,13 +384,35 @@ def ensure_steps(
     return ReadyEndpoint(ready, created=created)
 
 
+#: A per-process key, so that what :data:`_APPLIED` keeps reveals nothing.
+_DIGEST_KEY = os.urandom(32)
+#: Keyed digests of the secrets this process created or rotated each endpoint with.
+_APPLIED: dict[str, bytes] = {}
+
+
+def _secrets_digest(secrets: Mapping[str, Secret]) -> bytes:
+    digest = hmac.new(_DIGEST_KEY, digestmod=hashlib.sha256)
+    for key in sorted(secrets):
+        digest.update(f"{key}\0{secrets[key].get_secret_value()}\0".encode())
+    return digest.digest()
+
+
+def note_secrets_applied(inference_id: str, secrets: Mapping[str, Secret]) -> None:
+    """Remember that this process gave ``inference_id`` these secrets."""
+    if secrets:
+        _APPLIED[inference_id] = _secrets_digest(secrets)
+
+
 def _secrets_not_applied(spec: EndpointSpec, inference_id: str) -> None:
     """Say that a reused endpoint keeps its own secrets, without naming any value.
 
     Not said when another caller created the endpoint between this one's GET and
-    PUT: that is most often a sibling process with the same settings.
+    PUT (most often a sibling process with the same settings), nor when this
+    process created the endpoint, or rotated its keys, with the same secrets.
     """
     if not spec.secret_settings:
+        return
+    if _APPLIED.get(inference_id) == _secrets_digest(spec.secret_settings):
         return
     if spec.service == BEDROCK_SERVICE:
         what = "AWS keys"

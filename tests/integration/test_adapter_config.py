@@ -26,6 +26,7 @@ from es_inference import (
     ServiceOptions,
     bedrock_spec,
     resolve_connection,
+    rotate_aws_keys,
 )
 from es_inference.langchain import ElasticInferenceEmbeddings, ElasticInferenceLLM
 from es_inference.llama_index import ElasticInferenceEmbedding
@@ -303,6 +304,25 @@ def test_new_keys_for_an_existing_endpoint_are_reported_once(
 
     assert _records(caplog, logging.WARNING) == [_not_applied("shared")]
     assert local_server.count("PUT") == 1
+    _assert_no_keys(caplog)
+
+
+def test_keys_this_process_created_or_rotated_the_endpoint_with_are_not_reported(
+    local_server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="es_inference")
+    old = bedrock(local_server.url, inference_id="mine")
+    new = {**old, "aws_access_key_id": NEW_ACCESS, "aws_secret_access_key": NEW_SECRET}
+    ElasticInferenceEmbeddings(**old).embed_query("created with the old keys")
+    ElasticInferenceEmbeddings(**old).embed_query("reused with the same keys")
+    assert _records(caplog, logging.WARNING) == []
+
+    connection = resolve_connection(es_url=local_server.url, es_api_key=API_KEY)
+    assert rotate_aws_keys(connection, "mine", NEW_ACCESS, NEW_SECRET) == "updated"
+    ElasticInferenceEmbeddings(**new).embed_query("reused with the new keys")
+    assert _records(caplog, logging.WARNING) == []
+    ElasticInferenceEmbeddings(**old).embed_query("reused with the old keys")
+    assert _records(caplog, logging.WARNING) == [_not_applied("mine")]
     _assert_no_keys(caplog)
 
 
