@@ -285,6 +285,21 @@ class EndpointFields(BaseModel):
         )
         return cls(connection, spec, self._options(**options))
 
+    def close(self) -> None:
+        """Close the blocking connections and worker threads behind this adapter.
+
+        The adapter stays usable: its next call opens them again.
+        """
+        service = self._slot.service
+        if service is not None:
+            service.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and the running event loop's connections as well."""
+        service = self._slot.service
+        if service is not None:
+            await service.aclose()
+
     def __getstate__(self) -> dict[Any, Any]:
         state = dict(super().__getstate__())
         fields = dict(state.get("__dict__", {}))

@@ -486,3 +486,18 @@ def test_with_closes_the_blocking_connections(relay: CountingRelay) -> None:
         service.embed(TEXTS)
         assert relay.open >= 1
     assert relay.wait_until_closed() == 0
+
+
+@pytest.mark.parametrize("cls", ALL)
+async def test_adapters_close_and_aclose_their_connections_and_stay_usable(
+    relay: CountingRelay, cls: type[Any]
+) -> None:
+    adapter = cls(**arguments(cls, relay.url))
+    adapter.close()  # nothing to close yet
+    answer = use(adapter)
+    assert relay.open >= 1
+    adapter.close()
+    assert await asyncio.to_thread(relay.wait_until_closed) == 0
+    assert use(adapter) == answer
+    await adapter.aclose()
+    assert await asyncio.to_thread(relay.wait_until_closed) == 0
