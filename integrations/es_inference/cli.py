@@ -101,7 +101,13 @@ def _embed(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         resume=not args.restart,
     )
-    print(f"wrote {written} vectors ({total} in all) to {args.out}")
+    if written == 0 and total > 0:
+        print(
+            f"{args.out} already holds all {total} vectors; nothing to do "
+            "(--restart embeds them again)"
+        )
+    else:
+        print(f"wrote {written} vectors ({total} in all) to {args.out}")
     return 0
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import es_inference
-from es_inference import cli
+from es_inference import cli, read_texts
 from es_inference.cli import main as cli_main
 from es_inference.local import LocalServer
 from es_inference.local import main as local_main
@@ -435,3 +435,23 @@ def test_refused_credentials_name_the_variables_that_carry_them(
         "or ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD\n"
     )
     assert local_server.count("GET") == 1
+
+
+def test_embed_names_a_line_that_is_not_utf8_before_any_request(
+    local_server: LocalServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes("ok\r\ncaf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    argv = ["embed", str(corpus), "--out", str(tmp_path / "v.npy"), "--model", TITAN]
+    assert cli_main([*argv, "--es-url", local_server.url]) == 1
+    assert capsys.readouterr().err == (
+        f"es-inference: {corpus}:2: not UTF-8 text (byte 4 of the line); save the "
+        "file as UTF-8\n"
+    )
+    assert local_server.requests == []
+
+
+def test_embed_reads_windows_line_ends_and_a_byte_order_mark(tmp_path: Path) -> None:
+    corpus = tmp_path / "windows.txt"
+    corpus.write_bytes(b"\xef\xbb\xbffirst\r\nsecond\r\n")
+    assert list(read_texts(corpus)) == ["first", "second"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,21 +15,33 @@ from es_inference import (
     ConfigurationError,
     EmbeddingService,
     EsInferenceError,
+    InputError,
     PartialResultError,
     ServerError,
     ServiceOptions,
+    build_spec,
+    resolve_connection,
 )
 from es_inference._files import FilePartialError, embed_to_file
 from es_inference._retry import NO_RETRY
 from es_inference.local import FaultConfig
 
-from .helpers import embedding_service
+from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, COHERE, embedding_service
 
 TEXTS = [f"line {i} of a corpus that fails in part" for i in range(60)]
 
 
 def _service(url: str, *, retries: bool) -> EmbeddingService:
     return embedding_service(url, None if retries else ServiceOptions(retry=NO_RETRY))
+
+
+def _rows_saved(out: Path) -> int:
+    """The rows ``<out>.progress`` counts as written; 0 without one."""
+    progress = out.with_name(out.name + ".progress")
+    if not progress.exists():
+        return 0
+    rows: int = json.loads(progress.read_text())["rows"]
+    return rows
 
 
 def _embed(service: EmbeddingService, out: Path) -> int:
@@ -45,8 +58,7 @@ def _fail_once(local_server: Any, out: Path, seed: int) -> int:
             _embed(failing, out)
     finally:
         local_server.set_faults(None)
-    progress = out.with_name(out.name + ".progress")
-    saved = int(progress.read_text()) if progress.exists() else 0
+    saved = _rows_saved(out)
     error = caught.value
     if not isinstance(error, FilePartialError):
         # Every request of the step failed: the error is that request's own, and
@@ -78,7 +90,7 @@ def test_rows_before_a_failure_are_kept_and_a_rerun_sends_only_the_rest(
         written = _embed(_service(local_server.url, retries=True), out)
         assert written == len(TEXTS) - saved
         assert local_server.count("POST", "/_inference") == written
-        assert not out.with_name(out.name + ".progress").exists()
+        assert _rows_saved(out) == len(TEXTS)
         np.testing.assert_array_equal(np.load(out), expected)
         resumed.append(saved)
     # Some runs failed part-way through a step and kept that step's leading rows.
@@ -105,7 +117,7 @@ def test_a_step_whose_only_request_fails_keeps_the_rows_before_it(
             embed_to_file(failing, texts, 5, out, chunk=1)
     finally:
         local_server.set_faults(None)
-    assert out.with_name(out.name + ".progress").read_text() == "1"
+    assert _rows_saved(out) == 1
     local_server.clear_requests()
     written = embed_to_file(failing, lambda: iter(TEXTS[:5]), 5, out, chunk=1)
     assert written == 4 == local_server.count("POST", "/_inference")
@@ -157,3 +169,90 @@ def test_an_out_array_of_the_wrong_shape_is_refused_before_embedding(
     with pytest.raises(ConfigurationError, match=message):
         service.embed(TEXTS[:5], out=np.zeros(shape, dtype=np.float32))
     assert local_server.count("POST", "/_inference") == 0
+
+
+# Resuming only what was started the same way ---------------------------------------
+
+
+def _interrupted_run(service: EmbeddingService, out: Path, texts: list[str]) -> None:
+    """Embed ``texts`` into ``out`` in steps of 8, stopped by Ctrl-C at the third."""
+    passes = []
+
+    def stop_at_16() -> Iterator[str]:
+        passes.append(1)  # the first pass only checks the texts
+        for i, text in enumerate(texts):
+            if i == 16 and len(passes) > 1:
+                raise KeyboardInterrupt
+            yield text
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_to_file(service, stop_at_16, len(texts), out, chunk=8)
+    assert _rows_saved(out) == 16
+
+
+def test_a_file_started_with_another_endpoint_is_refused_not_mixed(
+    local_server: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "vectors.npy"
+    _interrupted_run(_service(local_server.url, retries=True), out, TEXTS)
+    other = EmbeddingService(
+        resolve_connection(es_url=local_server.url, es_api_key=API_KEY, env={}),
+        build_spec(
+            "text_embedding",
+            model=COHERE,
+            region="us-east-1",
+            aws_access_key_id=AWS_ACCESS,
+            aws_secret_access_key=AWS_SECRET,
+            env={},
+        ),
+    )
+    local_server.clear_requests()
+    with pytest.raises(InputError, match=r"was started with inference endpoint \["):
+        embed_to_file(other, lambda: iter(TEXTS), len(TEXTS), out, chunk=8)
+    assert local_server.count("POST", "/_inference") == 0
+    assert _rows_saved(out) == 16
+    # Starting over replaces it.
+    written = embed_to_file(
+        other, lambda: iter(TEXTS), len(TEXTS), out, chunk=8, resume=False
+    )
+    assert written == len(TEXTS)
+    np.testing.assert_array_equal(np.load(out), other.embed(TEXTS))
+
+
+def test_a_file_started_from_other_texts_is_refused(
+    local_server: Any, tmp_path: Path
+) -> None:
+    service = _service(local_server.url, retries=True)
+    out = tmp_path / "vectors.npy"
+    _interrupted_run(service, out, TEXTS)
+    edited = ["an edited first line", *TEXTS[1:]]
+    local_server.clear_requests()
+    with pytest.raises(InputError, match="was started from other texts"):
+        embed_to_file(service, lambda: iter(edited), len(edited), out, chunk=8)
+    assert local_server.count("POST", "/_inference") == 0
+
+
+def test_a_complete_file_is_not_embedded_again(
+    local_server: Any, tmp_path: Path
+) -> None:
+    service = _service(local_server.url, retries=True)
+    out = tmp_path / "vectors.npy"
+    assert _embed(service, out) == len(TEXTS)
+    before = out.stat().st_mtime_ns
+    local_server.clear_requests()
+    assert _embed(service, out) == 0
+    assert local_server.count("POST", "/_inference") == 0
+    assert out.stat().st_mtime_ns == before
+
+
+def test_a_progress_count_of_an_earlier_version_is_resumed(
+    local_server: Any, tmp_path: Path
+) -> None:
+    service = _service(local_server.url, retries=True)
+    out = tmp_path / "vectors.npy"
+    _interrupted_run(service, out, TEXTS)
+    out.with_name(out.name + ".progress").write_text("16")
+    local_server.clear_requests()
+    assert _embed(service, out) == len(TEXTS) - 16
+    assert local_server.count("POST", "/_inference") == len(TEXTS) - 16
+    np.testing.assert_array_equal(np.load(out), service.embed(TEXTS))
