@@ -94,24 +94,64 @@ class ConnectionConfig:
         return context
 
 
-def decode_cloud_id(cloud_id: str) -> str:
-    """Return the Elasticsearch URL encoded in an Elastic Cloud id."""
+def decode_cloud_id(cloud_id: str, name: str = "es_cloud_id") -> str:
+    """Return the Elasticsearch URL encoded in an Elastic Cloud id.
+
+    ``name`` is the setting the id came from, for the error message.
+    """
     _, sep, encoded = cloud_id.rpartition(":")
+    problem = ConfigurationError(
+        f"{name} is not a valid Elastic Cloud id "
+        "(expected 'name:base64(host$es_uuid$kibana_uuid)')"
+    )
     try:
         decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
         host, es_uuid, *_ = decoded.split("$")
     except (ValueError, UnicodeDecodeError):
-        raise ConfigurationError(
-            "es_cloud_id is not a valid Elastic Cloud id "
-            "(expected 'name:base64(host$es_uuid$kibana_uuid)')"
-        ) from None
+        raise problem from None
     if not sep or not host or not es_uuid:
-        raise ConfigurationError(
-            "es_cloud_id is not a valid Elastic Cloud id "
-            "(expected 'name:base64(host$es_uuid$kibana_uuid)')"
-        )
+        raise problem
     host, _, port = host.partition(":")
     return f"https://{es_uuid}.{host}:{port or '443'}"
+
+
+def check_url(url: str, name: str = "es_url") -> None:
+    """Refuse a cluster URL that is not a plain ``http(s)://host[:port][/path]``.
+
+    ``name`` is the setting the URL came from. No message shows the URL: its
+    user info or query string may hold a credential.
+    """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(url).__name__}")
+    if "://" not in url:
+        raise ConfigurationError(
+            f"{name} must start with http:// or https://, e.g. https://localhost:9200"
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        got = f"{parts.scheme}://" if parts.scheme else "another scheme"
+        raise ConfigurationError(
+            f"{name} must be an http:// or https:// URL, got {got}"
+        )
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            f"put no credentials in {name}; pass es_api_key, es_user with "
+            "es_password, or es_bearer_token"
+        )
+    if "?" in url or "#" in url:
+        raise ConfigurationError(
+            f"{name} must not have a query string or fragment, which would be "
+            "dropped; give the cluster's address only, and any credential as "
+            "es_api_key, es_user with es_password, or es_bearer_token"
+        )
+    if not parts.hostname:
+        raise ConfigurationError(f"{name} names no host")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ConfigurationError(
+            f"{name} has a port that is not a number from 0 to 65535"
+        ) from None
 
 
 def encode_api_key(api_key: Any) -> Secret | None:
@@ -159,6 +199,147 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _given(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return True
+    try:
+        return bool(secret_value(value))
+    except TypeError:
+        return True  # a wrong type is named by the check of that argument
+
+
+def _secret_argument(name: str, value: Any) -> Secret | None:
+    try:
+        return to_secret(value)
+    except TypeError:
+        raise ConfigurationError(
+            f"{name} must be a string, got {type(value).__name__}"
+        ) from None
+
+
+def check_connection_arguments(
+    *,
+    es_url: str | None = None,
+    es_cloud_id: str | None = None,
+    es_api_key: Any = None,
+    es_user: str | None = None,
+    es_password: Any = None,
+    es_bearer_token: Any = None,
+) -> None:
+    """Check the connection arguments given, without reading the environment.
+
+    Adapters call this from their constructors; :func:`resolve_connection` calls it
+    again before it reads the environment. ``None`` and empty strings count as
+    not given.
+
+    Raises:
+        ConfigurationError: ``es_url`` together with ``es_cloud_id``; an
+            ``es_url`` that is not a plain ``http(s)://host[:port][/path]``
+            (credentials, a query string or a fragment in it); an invalid cloud
+            id; a malformed API key; or more than one kind of credentials.
+    """
+    if es_url and es_cloud_id:
+        raise ConfigurationError("give es_url or es_cloud_id, not both")
+    if es_url:
+        check_url(es_url)
+    if es_cloud_id:
+        decode_cloud_id(es_cloud_id)
+    encode_api_key(es_api_key)
+    _secret_argument("es_password", es_password)
+    _secret_argument("es_bearer_token", es_bearer_token)
+    if es_user is not None and not isinstance(es_user, str):
+        raise ConfigurationError(
+            f"es_user must be a string, got {type(es_user).__name__}"
+        )
+
+    kinds = []
+    if _given(es_api_key):
+        kinds.append("es_api_key")
+    if es_user and _given(es_password):
+        kinds.append("es_user with es_password")
+    elif es_user or _given(es_password):
+        kinds.append("es_user" if es_user else "es_password")
+    if _given(es_bearer_token):
+        kinds.append("es_bearer_token")
+    if len(kinds) > 1:
+        given = ", ".join(kinds[:-1]) + " and " + kinds[-1]
+        raise ConfigurationError(
+            f"conflicting Elasticsearch credentials: {given} were given; pass only "
+            "one of es_api_key, es_user with es_password, or es_bearer_token"
+        )
+
+
+def _cluster_url(
+    es_url: str | None, es_cloud_id: str | None, env: Mapping[str, str]
+) -> str:
+    if es_url:
+        return es_url
+    if es_cloud_id:
+        return decode_cloud_id(es_cloud_id)
+    env_url = env.get("ELASTICSEARCH_URL") or None
+    env_cloud_id = env.get("ELASTIC_CLOUD_ID") or None
+    if env_url and env_cloud_id:
+        raise ConfigurationError(
+            "ELASTICSEARCH_URL and ELASTIC_CLOUD_ID are both set; unset one, or pass "
+            "es_url or es_cloud_id, which take precedence over the environment"
+        )
+    if env_url:
+        check_url(env_url, "ELASTICSEARCH_URL")
+        return env_url
+    if env_cloud_id:
+        return decode_cloud_id(env_cloud_id, "ELASTIC_CLOUD_ID")
+    raise ConfigurationError(
+        "no Elasticsearch given: pass es_url or es_cloud_id, or set "
+        "ELASTICSEARCH_URL or ELASTIC_CLOUD_ID"
+    )
+
+
+def _credentials(
+    es_api_key: Any,
+    es_user: str | None,
+    es_password: Any,
+    es_bearer_token: Any,
+    env: Mapping[str, str],
+) -> tuple[Secret | None, tuple[str, Secret] | None, Secret | None]:
+    api_key = encode_api_key(es_api_key)
+    bearer = to_secret(es_bearer_token)
+    if api_key or bearer:
+        return api_key, None, bearer
+
+    password = to_secret(es_password)
+    if es_user or password:
+        user = es_user or env.get("ELASTICSEARCH_USERNAME") or "elastic"
+        password = password or to_secret(env.get("ELASTICSEARCH_PASSWORD"))
+        if password is None:
+            raise ConfigurationError(
+                "es_user was given without a password; pass es_password or set "
+                "ELASTICSEARCH_PASSWORD"
+            )
+        return None, (user, password), None
+
+    env_key = to_secret(env.get("ELASTICSEARCH_API_KEY"))
+    env_password = to_secret(env.get("ELASTICSEARCH_PASSWORD"))
+    if env_key and env_password:
+        raise ConfigurationError(
+            "conflicting Elasticsearch credentials in the environment: "
+            "ELASTICSEARCH_API_KEY and ELASTICSEARCH_PASSWORD are both set; unset "
+            "one, or pass es_api_key or es_user with es_password, which take "
+            "precedence over the environment"
+        )
+    if env_key:
+        return env_key, None, None
+    if env_password:
+        user = env.get("ELASTICSEARCH_USERNAME") or "elastic"
+        return None, (user, env_password), None
+    if env.get("ELASTICSEARCH_USERNAME"):
+        raise ConfigurationError(
+            "ELASTICSEARCH_USERNAME is set without ELASTICSEARCH_PASSWORD; set the "
+            "password too, or unset ELASTICSEARCH_USERNAME to connect without "
+            "credentials"
+        )
+    return None, None, None
+
+
 def resolve_connection(
     *,
     es_url: str | None = None,
@@ -181,49 +362,48 @@ def resolve_connection(
     Environment: ``ELASTICSEARCH_URL``, ``ELASTIC_CLOUD_ID``,
     ``ELASTICSEARCH_API_KEY``, ``ELASTICSEARCH_USERNAME``/``ELASTICSEARCH_PASSWORD``,
     ``ELASTICSEARCH_CA_CERTS``.
+
+    How arguments and the environment combine:
+
+    - Arguments win over the environment. ``es_url`` or ``es_cloud_id`` means the
+      cluster variables are not read; any credential argument means
+      ``ELASTICSEARCH_API_KEY`` is not read (an explicit ``es_api_key`` with
+      ``ELASTICSEARCH_PASSWORD`` set is fine: the key is sent).
+    - Basic auth is completed from the environment: ``es_user`` alone takes its
+      password from ``ELASTICSEARCH_PASSWORD``, ``es_password`` alone its user from
+      ``ELASTICSEARCH_USERNAME`` (else ``elastic``).
+    - Conflicts are errors, among arguments (``es_url`` with ``es_cloud_id``; two
+      kinds of credentials) and among environment variables of one kind
+      (``ELASTICSEARCH_URL`` with ``ELASTIC_CLOUD_ID``; ``ELASTICSEARCH_API_KEY``
+      with ``ELASTICSEARCH_PASSWORD``), as is an incomplete credential
+      (``es_user`` with no password anywhere; ``ELASTICSEARCH_USERNAME`` alone).
+
+    Raises:
+        ConfigurationError: for the conflicts above and for invalid values (see
+            :func:`check_connection_arguments`); no message shows a secret.
     """
     env = os.environ if env is None else env
-    if es_url and es_cloud_id:
-        raise ConfigurationError("give es_url or es_cloud_id, not both")
-    if not es_url and not es_cloud_id:
-        es_url = env.get("ELASTICSEARCH_URL") or None
-        es_cloud_id = None if es_url else env.get("ELASTIC_CLOUD_ID") or None
-    if es_cloud_id:
-        es_url = decode_cloud_id(es_cloud_id)
-    if not es_url:
-        raise ConfigurationError(
-            "no Elasticsearch given: pass es_url or es_cloud_id, or set "
-            "ELASTICSEARCH_URL or ELASTIC_CLOUD_ID"
-        )
+    check_connection_arguments(
+        es_url=es_url,
+        es_cloud_id=es_cloud_id,
+        es_api_key=es_api_key,
+        es_user=es_user,
+        es_password=es_password,
+        es_bearer_token=es_bearer_token,
+    )
+    es_url = _cluster_url(es_url, es_cloud_id, env)
     parts = urlsplit(es_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"es_url must be an http:// or https:// URL, got {parts.scheme or es_url!r}"
-        )
-    if parts.username or parts.password:
-        raise ConfigurationError(
-            "put no credentials in es_url; pass es_api_key or es_user/es_password"
-        )
-
-    api_key = encode_api_key(es_api_key)
-    password = to_secret(es_password)
-    user = es_user
-    bearer = to_secret(es_bearer_token)
-    if not (api_key or password or bearer):
-        api_key = to_secret(env.get("ELASTICSEARCH_API_KEY"))
-        if not api_key and env.get("ELASTICSEARCH_PASSWORD"):
-            user = user or env.get("ELASTICSEARCH_USERNAME") or "elastic"
-            password = to_secret(env.get("ELASTICSEARCH_PASSWORD"))
-    basic = None
-    if password is not None:
-        basic = (user or "elastic", password)
+    api_key, basic, bearer = _credentials(
+        es_api_key, es_user, es_password, es_bearer_token, env
+    )
 
     has_credentials = bool(api_key or basic or bearer)
-    if has_credentials and parts.scheme == "http" and not _is_loopback(parts.hostname):
+    host = parts.hostname or ""
+    if has_credentials and parts.scheme == "http" and not _is_loopback(host):
         logger.warning(
             "credentials will be sent over plain HTTP to %s; use https:// for any "
             "host other than this machine",
-            parts.hostname,
+            host,
         )
     timeout = DEFAULT_SERVER_TIMEOUT if request_timeout is None else request_timeout
     if timeout <= 0:
