@@ -59,6 +59,8 @@ _PROVIDER_PREFIXES = {
 }
 # Cross-region inference profiles put a geography before the provider.
 _PROFILE_PREFIXES = ("us", "eu", "apac", "us-gov", "global", "ca", "jp", "au")
+# Titan and Cohere embedding models: titan-embed-text-v2:0, embed-english-v3, ...
+_EMBEDDING_MODEL = re.compile(r"(?:^|-)embed(?:-|$|:)")
 _ID_UNSAFE = re.compile(r"[^a-z0-9]+")
 _MAX_DERIVED_ID = 96
 
@@ -146,12 +148,23 @@ class EndpointSpec:
         return body
 
 
-def infer_provider(model: str) -> str:
-    """The amazonbedrock provider of a model id, inference profile or ARN."""
-    name = model.rsplit("/", 1)[-1].lower()
-    parts = name.split(".")
+def _model_parts(model: str) -> list[str]:
+    # The id after an ARN's last "/", split at "."; without a profile's geography.
+    parts = model.rsplit("/", 1)[-1].lower().split(".")
     if len(parts) > 2 and parts[0] in _PROFILE_PREFIXES:
         parts = parts[1:]
+    return parts
+
+
+def _model_name(model: str) -> str:
+    # "titan-embed-text-v2:0" of "us.amazon.titan-embed-text-v2:0".
+    parts = _model_parts(model)
+    return ".".join(parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def infer_provider(model: str) -> str:
+    """The amazonbedrock provider of a model id, inference profile or ARN."""
+    parts = _model_parts(model)
     provider = _PROVIDER_PREFIXES.get(parts[0]) if len(parts) > 1 else None
     if provider is None:
         raise ConfigurationError(
@@ -159,6 +172,37 @@ def infer_provider(model: str) -> str:
             f"(one of {', '.join(sorted(BEDROCK_PROVIDER_TASKS))})"
         )
     return provider
+
+
+def check_bedrock_model(task_type: str, model: Any, provider: str | None = None) -> str:
+    """Check that a Bedrock model offers the task; return its provider.
+
+    Nothing is sent: the provider comes from ``provider`` or the model id, and an
+    embedding model (``embed`` in its name, as every Titan and Cohere one has) is
+    refused for any other task.
+    """
+    if not model or not isinstance(model, str):
+        raise ConfigurationError("model must be a non-empty Bedrock model id")
+    chosen = (provider or infer_provider(model)).lower()
+    tasks = BEDROCK_PROVIDER_TASKS.get(chosen)
+    if tasks is None:
+        raise ConfigurationError(
+            f"unknown Bedrock provider {provider!r}; expected one of "
+            f"{', '.join(sorted(BEDROCK_PROVIDER_TASKS))}"
+        )
+    if task_type not in tasks:
+        raise ConfigurationError(
+            f"Bedrock provider {chosen!r} (model {model!r}) does not offer "
+            f"{task_type}; it offers {', '.join(sorted(tasks))}"
+        )
+    if task_type != "text_embedding" and _EMBEDDING_MODEL.search(_model_name(model)):
+        raise ConfigurationError(
+            f"Bedrock model {model!r} is an embedding model and does not offer "
+            f"{task_type}; it offers text_embedding (for {task_type}, use a text "
+            "model such as amazon.titan-text-express-v1 or "
+            "anthropic.claude-3-haiku-20240307-v1:0)"
+        )
+    return chosen
 
 
 def bedrock_spec(
@@ -192,20 +236,7 @@ def bedrock_spec(
     passed; callers that copied the environment's keys into the arguments say so.
     """
     env = os.environ if env is None else env
-    if not model or not isinstance(model, str):
-        raise ConfigurationError("model must be a non-empty Bedrock model id")
-    chosen = (provider or infer_provider(model)).lower()
-    tasks = BEDROCK_PROVIDER_TASKS.get(chosen)
-    if tasks is None:
-        raise ConfigurationError(
-            f"unknown Bedrock provider {provider!r}; expected one of "
-            f"{', '.join(sorted(BEDROCK_PROVIDER_TASKS))}"
-        )
-    if task_type not in tasks:
-        raise ConfigurationError(
-            f"Bedrock provider {chosen!r} (model {model!r}) does not offer "
-            f"{task_type}; it offers {', '.join(sorted(tasks))}"
-        )
+    chosen = check_bedrock_model(task_type, model, provider)
     settings: dict[str, Any] = {"model": model, "provider": chosen}
     region = region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import typing
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from ._completion import (
     BEDROCK_COMPLETION_SETTINGS,
@@ -39,9 +40,9 @@ from ._completion import (
     check_task_settings,
     merge_task_settings,
 )
-from ._config import encode_api_key, resolve_connection
+from ._config import check_connection_arguments, encode_api_key, resolve_connection
 from ._constants import BEDROCK_SERVICE, TITAN_MAX_INPUT_CHARS
-from ._endpoint import build_spec, infer_provider
+from ._endpoint import build_spec, check_bedrock_model, infer_provider
 from ._errors import ConfigurationError, EsInferenceError
 from ._retry import RetryPolicy
 from ._service import EmbeddingService, InferenceService, ServiceOptions
@@ -58,6 +59,8 @@ _SECRET_FIELDS = (
     "secret_settings",
 )
 _RETRY = RetryPolicy()
+# Connection settings an adapter may take from the environment at construction.
+_CONNECTION_FIELDS = ("es_url", "es_cloud_id", "es_api_key")
 
 
 class ServiceSlot:
@@ -182,9 +185,14 @@ class EndpointFields(BaseModel):
         description="Seconds between allocation polls.",
     )
 
+    #: The task of the endpoint, for checking the model at construction.
+    endpoint_task: ClassVar[str] = ""
+
     _slot: ServiceSlot = PrivateAttr(default_factory=ServiceSlot)
     # Whether the AWS keys were passed in rather than read from the environment.
     _aws_keys_given: bool = PrivateAttr(default=False)
+    # Connection fields filled from the environment; the service reads it again.
+    _from_environment: frozenset[str] = PrivateAttr(default=frozenset())
 
     def __init__(self, **data: Any) -> None:
         """Check and complete the settings; nothing is sent before first use.
@@ -207,6 +215,23 @@ class EndpointFields(BaseModel):
         """Reject an id Elasticsearch would refuse, before any request."""
         return None if value is None else check_inference_id(value)
 
+    @field_validator(
+        "concurrency",
+        "max_retries",
+        "initial_backoff",
+        "max_backoff",
+        "max_elapsed",
+        "request_timeout",
+        "requests_per_minute",
+        "wait_timeout",
+        "poll_interval",
+        mode="before",
+    )
+    @classmethod
+    def _refuse_bool(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse ``True``/``False`` where a number is meant (pydantic takes them)."""
+        return refuse_bool(cls, value, info)
+
     @field_validator("es_api_key", mode="before")
     @classmethod
     def _encode_api_key(cls, value: Any) -> Any:
@@ -218,15 +243,40 @@ class EndpointFields(BaseModel):
 
     @model_validator(mode="after")
     def _fill_from_environment(self) -> EndpointFields:
-        """Take unset connection and AWS settings from the environment (no I/O)."""
+        """Check the settings given, then take unset ones from the environment.
+
+        Only the connection settings given are checked here; how they combine with
+        the environment is decided at first use (see ``resolve_connection``).
+        """
+        check_connection_arguments(
+            es_url=self.es_url,
+            es_cloud_id=self.es_cloud_id,
+            es_api_key=self.es_api_key,
+            es_user=self.es_user,
+            es_password=self.es_password,
+            es_bearer_token=self.es_bearer_token,
+        )
+        check_backoff(self)
+        if (
+            self.model
+            and self.endpoint_task
+            and self.service in (None, BEDROCK_SERVICE)
+        ):
+            check_bedrock_model(self.endpoint_task, self.model, self.provider)
+
         env = os.environ
+        filled: set[str] = set()
         if not self.es_url and not self.es_cloud_id:
             self.es_url = env.get("ELASTICSEARCH_URL") or None
             if not self.es_url:
                 self.es_cloud_id = env.get("ELASTIC_CLOUD_ID") or None
-        if not (self.es_api_key or self.es_password or self.es_bearer_token):
+            filled.update(("es_url", "es_cloud_id"))
+        credentials = (self.es_api_key, self.es_user, self.es_password)
+        if not any(credentials) and not self.es_bearer_token:
             key = env.get("ELASTICSEARCH_API_KEY")
             self.es_api_key = SecretStr(key) if key else None
+            filled.add("es_api_key")
+        self._from_environment = frozenset(filled)
         if self.model and self.service in (None, "amazonbedrock"):
             self.region = (
                 self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
@@ -257,10 +307,14 @@ class EndpointFields(BaseModel):
         )
 
     def _build_service(self, cls: type[S], task_type: str, **options: Any) -> S:
+        # What came from the environment is read from it again, so that the
+        # environment's own conflicts are found, and an unpickled copy reads its own.
+        given = {
+            name: None if name in self._from_environment else getattr(self, name)
+            for name in _CONNECTION_FIELDS
+        }
         connection = resolve_connection(
-            es_url=self.es_url,
-            es_cloud_id=self.es_cloud_id,
-            es_api_key=self.es_api_key,
+            **given,
             es_user=self.es_user,
             es_password=self.es_password,
             es_bearer_token=self.es_bearer_token,
@@ -320,6 +374,8 @@ _build_lock = threading.Lock()
 class EmbeddingFields(EndpointFields):
     """Endpoint settings plus the options of embedding calls."""
 
+    endpoint_task: ClassVar[str] = "text_embedding"
+
     batch_size: int | None = Field(
         default=None,
         ge=1,
@@ -335,6 +391,12 @@ class EmbeddingFields(EndpointFields):
         default=None,
         description="Send input_type ingest/search; decided by provider if omitted.",
     )
+
+    @field_validator("batch_size", "max_input_chars", mode="before")
+    @classmethod
+    def _refuse_bool_sizes(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse ``True``/``False`` where a size is meant."""
+        return refuse_bool(cls, value, info)
 
     def embedding_service(self) -> EmbeddingService:
         """The framework-free service behind this adapter, built on first use."""
@@ -361,6 +423,8 @@ class CompletionFields(EndpointFields):
     share one endpoint. Per-call keyword arguments of the same names (or a
     ``task_settings`` mapping) override the fields.
     """
+
+    endpoint_task: ClassVar[str] = "completion"
 
     max_new_tokens: int | None = Field(
         default=None, strict=True, description="Most tokens to generate (positive)."
@@ -455,6 +519,33 @@ class CompletionFields(EndpointFields):
                     slot.service = self._build_service(CompletionService, "completion")
         service: CompletionService = slot.service
         return service
+
+
+def refuse_bool(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Refuse a bool for a numeric field, as pydantic's own type error would."""
+    if isinstance(value, bool) and info.field_name is not None:
+        annotation = model.model_fields[info.field_name].annotation
+        kinds = set(typing.get_args(annotation)) or {annotation}
+        kind = "float_type" if float in kinds else "int_type"
+        raise PydanticCustomError(kind, "a number, not true or false")
+    return value
+
+
+def check_backoff(fields: EndpointFields) -> None:
+    """Refuse a given ``initial_backoff`` above ``max_backoff``.
+
+    Only a given one: lowering ``max_backoff`` alone below the default first
+    wait is fine, since every wait is bounded by it.
+    """
+    if "initial_backoff" not in fields.model_fields_set:
+        return
+    if fields.initial_backoff > fields.max_backoff:
+        default = "" if "max_backoff" in fields.model_fields_set else " (the default)"
+        raise ConfigurationError(
+            f"initial_backoff {fields.initial_backoff!r} is greater than max_backoff "
+            f"{fields.max_backoff!r}{default}; no wait can exceed max_backoff, so "
+            "lower initial_backoff or raise max_backoff"
+        )
 
 
 def _bedrock_provider(data: dict[str, Any]) -> str | None:
