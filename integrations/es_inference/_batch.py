@@ -7,9 +7,9 @@ per batch and writes what it returns into one preallocated array.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from typing import cast, overload
 
 import numpy as np
 
@@ -56,50 +56,128 @@ def _show(indices: Sequence[int]) -> str:
     return text + (f", … ({len(indices) - 20} more)" if len(indices) > 20 else "")
 
 
+def _as_list(texts: object) -> list[object]:
+    """The inputs as a list, or an error that says how to pass them."""
+    got = type(texts).__name__
+    if isinstance(texts, (str, bytes)):
+        raise InputError(
+            f"expected a list of strings, got {got}; wrap a single text in a list"
+        )
+    if isinstance(texts, np.ndarray):
+        if texts.ndim != 1:
+            raise InputError(
+                f"expected a list of strings, got a {texts.ndim}-D numpy array of "
+                f"shape {texts.shape}; pass a 1-D array or a list"
+            )
+        if texts.dtype.kind not in ("U", "O"):
+            raise InputError(
+                f"expected a list of strings, got a numpy array of {texts.dtype}"
+            )
+        items: list[object] = texts.tolist()  # numpy str_ becomes str
+        return items
+    if isinstance(texts, Sequence):
+        return list(texts)
+    if isinstance(texts, Iterable):
+        raise InputError(
+            f"expected a list of strings, got {got}; pass list(...) of it, so that "
+            "the inputs can be checked and counted before any request"
+        )
+    raise InputError(f"expected a list of strings, got {got}")
+
+
+def _problem(indices: list[int], one: str, many: str) -> str:
+    if len(indices) == 1:
+        return f"the input at index {indices[0]} {one}"
+    return f"the inputs at indices {_show(indices)} {many}"
+
+
 def check_texts(texts: object, max_chars: int | None) -> list[str]:
     """Validate inputs before any request; return them as a list.
 
+    A list, tuple or other sequence is taken, and so is a 1-D numpy array of
+    strings; a generator or other iterator is refused with a hint to pass
+    ``list(...)`` of it, since the inputs are all checked before the first request.
+
     Raises:
-        InputError: naming the indices of non-strings, empty or whitespace-only
-            strings and strings longer than ``max_chars``.
+        InputError: naming, in one message, every non-string, every string with
+            lone surrogates, every empty or whitespace-only string and every string
+            longer than ``max_chars``, each kind with its indices. ``indices``
+            holds them all, ascending; ``problems`` maps each kind to its indices.
     """
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
-        raise InputError(
-            f"expected a list of strings, got {type(texts).__name__}; wrap a single "
-            "text in a list"
-        )
-    items = list(texts)
-    not_str = [i for i, t in enumerate(items) if not isinstance(t, str)]
+    items = _as_list(texts)
+
+    not_str: list[int] = []
+    unencodable: list[int] = []
+    blank: list[int] = []
+    long: list[int] = []
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            not_str.append(i)
+            continue
+        if not _is_utf8(text):
+            unencodable.append(i)
+        if not text.strip():
+            blank.append(i)
+        elif max_chars is not None and len(text) > max_chars:
+            long.append(i)
+    if not (not_str or unencodable or blank or long):
+        return cast(list[str], items)
+    raise _input_error(items, not_str, unencodable, blank, long, max_chars)
+
+
+def _input_error(
+    items: list[object],
+    not_str: list[int],
+    unencodable: list[int],
+    blank: list[int],
+    long: list[int],
+    max_chars: int | None,
+) -> InputError:
+    """One error naming every kind of problem found, each with its indices."""
+    problems: dict[str, list[int]] = {}
+    parts = []
     if not_str:
-        kinds = sorted({type(items[i]).__name__ for i in not_str})
-        raise InputError(
-            f"inputs at indices {_show(not_str)} are not strings ({', '.join(kinds)})",
-            not_str,
-        )
-    unencodable = [i for i, t in enumerate(items) if not _is_utf8(t)]
-    if unencodable:
-        raise InputError(
-            f"inputs at indices {_show(unencodable)} hold lone surrogates, which "
-            "UTF-8 cannot encode (often left by a broken PDF or JSON extraction); "
-            "repair them, e.g. text.encode('utf-8', 'replace').decode()",
-            unencodable,
-        )
-    blank = [i for i, t in enumerate(items) if not t.strip()]
-    if blank:
-        raise InputError(
-            f"inputs at indices {_show(blank)} are empty or whitespace only; "
-            "Bedrock rejects empty text",
-            blank,
-        )
-    if max_chars is not None:
-        long = [i for i, t in enumerate(items) if len(t) > max_chars]
-        if long:
-            raise InputError(
-                f"inputs at indices {_show(long)} are longer than {max_chars} "
-                "characters; split them or raise max_input_chars",
-                long,
+        kinds = ", ".join(sorted({type(items[i]).__name__ for i in not_str}))
+        problems[f"not strings ({kinds})"] = not_str
+        parts.append(
+            _problem(
+                not_str, f"is not a string ({kinds})", f"are not strings ({kinds})"
             )
-    return items
+        )
+    if unencodable:
+        problems["lone surrogates"] = unencodable
+        hint = (
+            "lone surrogates, which UTF-8 cannot encode (often left by a broken PDF "
+            "or JSON extraction; repair {}, e.g. with "
+            "text.encode('utf-8', 'replace').decode())"
+        )
+        parts.append(
+            _problem(
+                unencodable, "holds " + hint.format("it"), "hold " + hint.format("them")
+            )
+        )
+    if blank:
+        problems["empty or whitespace only"] = blank
+        hint = "empty or whitespace only (Bedrock rejects empty text)"
+        parts.append(_problem(blank, f"is {hint}", f"are {hint}"))
+    if long:
+        problems[f"longer than {max_chars} characters"] = long
+        parts.append(
+            _problem(
+                long,
+                f"is longer than {max_chars} characters (split it or raise "
+                "max_input_chars)",
+                f"are longer than {max_chars} characters (split them or raise "
+                "max_input_chars)",
+            )
+        )
+
+    bad = sorted({i for indices in problems.values() for i in indices})
+    message = "; ".join(parts)
+    if len(parts) > 1:
+        count = f"{len(bad)} input{'s' if len(bad) != 1 else ''}"
+        message = f"{count} cannot be sent: {message}"
+    return InputError(message, bad, problems)
 
 
 class Plan(Sequence[tuple[int, int]]):

@@ -97,12 +97,20 @@ class InputError(EsInferenceError, ValueError):
     """Input texts that cannot be sent; raised before any request.
 
     Attributes:
-        indices: Positions of the offending inputs.
+        indices: Positions of the offending inputs, ascending.
+        problems: Each kind of problem (e.g. ``"empty or whitespace only"``) with
+            the positions that have it; empty when the input as a whole is wrong.
     """
 
-    def __init__(self, message: str, indices: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        indices: Sequence[int] = (),
+        problems: Mapping[str, Sequence[int]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.indices = list(indices)
+        self.problems = {kind: list(at) for kind, at in (problems or {}).items()}
 
 
 class TransportError(EsInferenceError):

@@ -239,7 +239,7 @@ def test_empty_prompt_fails_before_any_request(
     llm = make_llm()
     with pytest.raises(InputError, match="empty or whitespace"):
         llm.invoke("   ")
-    with pytest.raises(InputError, match="indices 1"):
+    with pytest.raises(InputError, match="index 1 is empty or whitespace only"):
         llm.batch(["fine", ""])
     assert local_server.count("*") == 0
 

@@ -497,8 +497,8 @@ def test_bad_inputs_are_refused_before_any_request(
     too_long = "x" * 50_001
     cases: list[tuple[Any, str, list[int]]] = [
         (["ok", 3, b"bytes"], r"indices 1, 2 are not strings \(bytes, int\)", [1, 2]),
-        (["ok", None], r"indices 1 are not strings \(NoneType\)", [1]),
-        (["ok", too_long], r"indices 1 are longer than 50000 characters", [1]),
+        (["ok", None], r"index 1 is not a string \(NoneType\)", [1]),
+        (["ok", too_long], r"index 1 is longer than 50000 characters", [1]),
         (["", "ok", " \t"], r"indices 0, 2 are empty or whitespace only", [0, 2]),
         ("a single string", "wrap a single text in a list", []),
     ]

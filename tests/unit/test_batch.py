@@ -18,7 +18,7 @@ def test_check_texts_names_bad_indices() -> None:
     with pytest.raises(InputError, match=r"indices 1, 3 are empty") as info:
         check_texts(["a", "", "b", "  \n"], None)
     assert info.value.indices == [1, 3]
-    with pytest.raises(InputError, match=r"indices 1 are not strings \(NoneType\)"):
+    with pytest.raises(InputError, match=r"index 1 is not a string \(NoneType\)"):
         check_texts(["a", None], None)
     with pytest.raises(InputError, match="longer than 3 characters"):
         check_texts(["abcd"], 3)
@@ -62,7 +62,7 @@ def test_fatal_error_with_nothing_done_is_raised_as_itself() -> None:
 
 
 def test_lone_surrogates_are_named_before_sending() -> None:
-    with pytest.raises(InputError, match=r"indices 1 hold lone surrogates") as info:
+    with pytest.raises(InputError, match=r"index 1 holds lone surrogates") as info:
         check_texts(["ok é", "bad \ud83d"], None)
     assert info.value.indices == [1]
 

@@ -290,7 +290,7 @@ async def test_async_calls_check_before_any_request() -> None:
         await s.acomplete("hi", task_settings={"top_k": 0.5})
     with pytest.raises(ConfigurationError, match="temperature"):
         s.astream("hi", task_settings={"temperature": 9})
-    with pytest.raises(InputError, match="indices 1"):
+    with pytest.raises(InputError, match=r"index 1 is not a string \(int\)"):
         await s.acomplete_many(["a", 2])  # type: ignore[list-item]
 
 
