@@ -328,7 +328,7 @@ def _check_all(
             check_texts(batch, max_chars)
         except InputError as exc:
             bad.extend(first + i for i in exc.indices)
-            reasons.append(str(exc).split("; ", 1)[0].split(" are ", 1)[-1])
+            reasons.extend(exc.problems)
         first += len(batch)
     if bad:
         lines = ", ".join(str(i + 1) for i in bad[:20])

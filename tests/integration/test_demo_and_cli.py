@@ -120,7 +120,9 @@ def test_bad_lines_are_named_before_any_request(
     lines[3] = "   "
     lines[27] = ""
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InputError, match=r"lines 4, 28 cannot be embedded"):
+    lines[12] = "x" * 50_001
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError) as info:
         embed_to_file(
             _service(local_server.url),
             lambda: read_texts(path),
@@ -128,4 +130,9 @@ def test_bad_lines_are_named_before_any_request(
             tmp_path / "out.npy",
             chunk=8,
         )
+    assert str(info.value) == (
+        "lines 4, 13, 28 cannot be embedded (empty or whitespace only; longer than "
+        "50000 characters); fix or remove them, nothing was sent"
+    )
+    assert info.value.indices == [3, 12, 27]
     assert local_server.requests == []
