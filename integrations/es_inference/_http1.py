@@ -657,10 +657,27 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
 
     async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
+        # Not asyncio.wait_for: on 3.10 it runs the awaitable in a task of its
+        # own, and the large-body gate belongs to the task that takes it, so a
+        # gate taken inside would never be released by the caller.
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(seconds, expire)
         try:
-            return await asyncio.wait_for(awaitable, seconds)
-        except asyncio.TimeoutError:  # not yet the built-in TimeoutError on 3.10
-            raise TimeoutError from None
+            return await awaitable
+        except asyncio.CancelledError:
+            if expired:
+                raise TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
 
 
 class _AsyncConnection:

@@ -295,3 +295,28 @@ def test_a_large_request_body_is_sent_beside_its_head() -> None:
     head, sent = encoder.encode("POST", "/p", None, body)
     assert sent is body
     assert head.endswith(b"Content-Length: 100000\r\n\r\n")
+
+
+async def test_within_runs_in_the_callers_task_and_times_out_with_timeout_error() -> (
+    None
+):
+    from es_inference._http1 import _within
+
+    async def which_task() -> object:
+        await asyncio.sleep(0)
+        return asyncio.current_task()
+
+    # The large-body gate belongs to the task that takes it: the deadline must not
+    # move the awaited work into a task of its own.
+    assert await _within(1.0, which_task()) is asyncio.current_task()
+    with pytest.raises(TimeoutError):
+        await _within(0.01, asyncio.sleep(5))
+
+    async def cancelled_from_outside() -> None:
+        await _within(5.0, asyncio.sleep(5))
+
+    task = asyncio.ensure_future(cancelled_from_outside())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
