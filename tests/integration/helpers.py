@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from es_inference import (
+    CompletionService,
     EmbeddingService,
     ServiceOptions,
     build_spec,
@@ -36,20 +37,31 @@ def bedrock(url: str, **overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def embedding_service(
-    url: str, options: ServiceOptions | None = None
-) -> EmbeddingService:
-    """A Titan embedding service on the local server, without the frameworks."""
-    return EmbeddingService(
-        resolve_connection(es_url=url, es_api_key=API_KEY, env={}),
-        build_spec(
-            "text_embedding",
-            model=TITAN,
-            region="us-east-1",
-            aws_access_key_id=AWS_ACCESS,
-            aws_secret_access_key=AWS_SECRET,
-            service_settings=FAST,
-            env={},
-        ),
-        options,
+def _spec(task_type: str, model: str) -> Any:
+    return build_spec(
+        task_type,
+        model=model,
+        region="us-east-1",
+        aws_access_key_id=AWS_ACCESS,
+        aws_secret_access_key=AWS_SECRET,
+        service_settings=FAST,
+        env={},
     )
+
+
+def _connection(url: str) -> Any:
+    return resolve_connection(es_url=url, es_api_key=API_KEY, env={})
+
+
+def embedding_service(
+    url: str, options: ServiceOptions | None = None, *, model: str = TITAN
+) -> EmbeddingService:
+    """An embedding service on the local server, without the frameworks."""
+    return EmbeddingService(_connection(url), _spec("text_embedding", model), options)
+
+
+def completion_service(
+    url: str, options: ServiceOptions | None = None, *, model: str = HAIKU
+) -> CompletionService:
+    """A completion service on the local server, without the frameworks."""
+    return CompletionService(_connection(url), _spec("completion", model), options)

@@ -33,6 +33,7 @@ from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import LocalServer
 
+from .adapters import ALL, LLMS, PROMPT, use
 from .helpers import (
     API_KEY,
     AWS_ACCESS,
@@ -45,33 +46,16 @@ from .helpers import (
 from .support import CountingRelay
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
-PROMPT = "Elastic makes Elasticsearch.\nQuestion: What does Elastic make?"
 KEY_ID = "pair-key-id-4711"
 KEY = "pair-key-secret-0815"
 ENCODED = base64.b64encode(f"{KEY_ID}:{KEY}".encode()).decode()
 NEW_ACCESS = "AKIDNEWROTATEDKEY77"
 NEW_SECRET = "new-secret-access-key-not-applied-42"
-ADAPTERS = (ElasticInferenceEmbeddings, ElasticInferenceEmbedding)
-LLMS = (ElasticInferenceLLM, LlamaLLM)
-
-
-def use(adapter: Any) -> Any:
-    """One call through the adapter's framework interface."""
-    if isinstance(adapter, ElasticInferenceEmbeddings):
-        return adapter.embed_query("Elastic")
-    if isinstance(adapter, ElasticInferenceEmbedding):
-        return adapter.get_query_embedding("Elastic")
-    if isinstance(adapter, ElasticInferenceLLM):
-        return adapter.invoke(PROMPT)
-    return adapter.complete(PROMPT).text
 
 
 def arguments(cls: type[Any], url: str, **overrides: Any) -> dict[str, Any]:
     model = HAIKU if cls in LLMS else TITAN
     return bedrock(url, **{"model": model, **overrides})
-
-
-ALL = (*ADAPTERS, *LLMS)
 
 
 # es_api_key as an (id, key) pair ----------------------------------------------

@@ -19,14 +19,12 @@ from es_inference import (
     PartialResultError,
     ServerError,
     ServiceOptions,
-    build_spec,
-    resolve_connection,
 )
 from es_inference._files import FilePartialError, embed_to_file
 from es_inference._retry import NO_RETRY
 from es_inference.local import FaultConfig
 
-from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, COHERE, embedding_service
+from .helpers import COHERE, embedding_service
 
 TEXTS = [f"line {i} of a corpus that fails in part" for i in range(60)]
 
@@ -195,17 +193,7 @@ def test_a_file_started_with_another_endpoint_is_refused_not_mixed(
 ) -> None:
     out = tmp_path / "vectors.npy"
     _interrupted_run(_service(local_server.url, retries=True), out, TEXTS)
-    other = EmbeddingService(
-        resolve_connection(es_url=local_server.url, es_api_key=API_KEY, env={}),
-        build_spec(
-            "text_embedding",
-            model=COHERE,
-            region="us-east-1",
-            aws_access_key_id=AWS_ACCESS,
-            aws_secret_access_key=AWS_SECRET,
-            env={},
-        ),
-    )
+    other = embedding_service(local_server.url, model=COHERE)
     local_server.clear_requests()
     with pytest.raises(InputError, match=r"was started with inference endpoint \["):
         embed_to_file(other, lambda: iter(TEXTS), len(TEXTS), out, chunk=8)

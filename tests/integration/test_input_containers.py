@@ -10,11 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from es_inference import CompletionService, InputError, build_spec, resolve_connection
+from es_inference import InputError
 from es_inference.langchain import ElasticInferenceEmbeddings
 from es_inference.local import LocalServer
 
-from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, FAST, HAIKU, bedrock
+from .helpers import (
+    bedrock,
+    completion_service,
+)
 
 TEXTS = ["Elastic makes Elasticsearch.", "Kibana shows the data."]
 
@@ -59,18 +62,7 @@ def test_every_bad_input_is_named_before_any_request(
 
 
 def test_prompts_are_checked_the_same_way(local_server: LocalServer) -> None:
-    service = CompletionService(
-        resolve_connection(es_url=local_server.url, es_api_key=API_KEY, env={}),
-        build_spec(
-            "completion",
-            model=HAIKU,
-            region="us-east-1",
-            aws_access_key_id=AWS_ACCESS,
-            aws_secret_access_key=AWS_SECRET,
-            service_settings=FAST,
-            env={},
-        ),
-    )
+    service = completion_service(local_server.url)
     with service, pytest.raises(InputError) as info:
         service.complete_many(["What is Elastic?", " ", 7])
     assert str(info.value) == (

@@ -19,14 +19,11 @@ from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import LocalServer
 
+from .adapters import ALL, EMBEDDINGS, LLMS, use
 from .helpers import API_KEY, COHERE, HAIKU, TITAN, bedrock
 
 SECRET = "query-secret-0815-value"
 PASSWORD = "basic-password-4711"
-PROMPT = "Elastic makes Elasticsearch.\nQuestion: What does Elastic make?"
-EMBEDDINGS = (ElasticInferenceEmbeddings, ElasticInferenceEmbedding)
-LLMS = (ElasticInferenceLLM, LlamaLLM)
-ALL = (*EMBEDDINGS, *LLMS)
 ENVIRONMENT = (
     "ELASTICSEARCH_URL",
     "ELASTIC_CLOUD_ID",
@@ -48,17 +45,6 @@ def arguments(cls: type[Any], url: str, **overrides: Any) -> dict[str, Any]:
     settings = bedrock(url, model=HAIKU if cls in LLMS else TITAN)
     settings.update(overrides)
     return {name: value for name, value in settings.items() if value is not None}
-
-
-def use(adapter: Any) -> Any:
-    """One call through the adapter's framework interface."""
-    if isinstance(adapter, ElasticInferenceEmbeddings):
-        return adapter.embed_query("Elastic")
-    if isinstance(adapter, ElasticInferenceEmbedding):
-        return adapter.get_query_embedding("Elastic")
-    if isinstance(adapter, ElasticInferenceLLM):
-        return adapter.invoke(PROMPT)
-    return adapter.complete(PROMPT).text
 
 
 def refused_at_construction(cls: type[Any], settings: dict[str, Any]) -> str:
