@@ -29,6 +29,7 @@ from es_inference.llama_index import ElasticInferenceEmbedding
 from es_inference.llama_index import ElasticInferenceLLM as LlamaLLM
 from es_inference.local import FaultConfig, LocalServer
 
+from .adapters import PROMPT, use
 from .helpers import API_KEY, AWS_ACCESS, AWS_SECRET, bedrock
 from .payloads import LangChainPayloads, LlamaPayloads
 from .support import QUICK_RETRY
@@ -37,7 +38,6 @@ HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"
 PASSWORD = "basic-auth-password-4711"
 BEARER = "bearer-token-value-0815"
 SECRETS = (API_KEY, AWS_ACCESS, AWS_SECRET, PASSWORD, BEARER)
-PROMPT = "Elastic makes Elasticsearch and Kibana.\nQuestion: What does Elastic make?"
 TEXTS = [f"secret-free text number {i}" for i in range(120)]
 MIXED = FaultConfig(
     p_429=0.05,
@@ -252,16 +252,6 @@ def test_every_adapter_pickles_without_credentials_and_rebuilds_its_service(
         assert restored.aws_secret_access_key is None
         assert use(restored) == answer
     assert sum(1 for r in local_server.requests if r.method == "PUT") == 2
-
-
-def use(adapter: Any) -> Any:
-    if isinstance(adapter, ElasticInferenceEmbeddings):
-        return adapter.embed_query("pickled")
-    if isinstance(adapter, ElasticInferenceEmbedding):
-        return adapter.get_query_embedding("pickled")
-    if isinstance(adapter, ElasticInferenceLLM):
-        return adapter.invoke(PROMPT)
-    return adapter.complete(PROMPT).text
 
 
 def test_adapter_is_usable_in_a_forked_child_and_still_in_the_parent(
