@@ -10,6 +10,7 @@ the only place their exceptions are caught and translated into
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import ssl
@@ -20,9 +21,8 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar, overload
-
-import httpx
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._config import ConnectionConfig
 from ._errors import (
@@ -53,6 +53,30 @@ from ._retry import Attempts, RateLimiter, RetryPolicy
 from ._wire import Request, parse_error
 
 logger = logging.getLogger("es_inference.transport")
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first needed.
+
+    httpx carries streams and proxied connections only, and importing it (with
+    the command-line extras it pulls in when they are installed) costs about a
+    tenth of a second; code that never streams never pays it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)
+
+
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = _OnFirstUse("httpx")
 
 T = TypeVar("T")
 
