@@ -20,14 +20,11 @@ HEAVY = (
 )
 
 
-def test_import_loads_no_framework_and_no_local_server() -> None:
-    code = (
-        "import json, sys; import es_inference; "
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
+def _fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a new interpreter that imports this package's copy."""
     package_root = str(Path(es_inference.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": package_root}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code],
         env=env,
         capture_output=True,
@@ -35,6 +32,14 @@ def test_import_loads_no_framework_and_no_local_server() -> None:
         check=True,
         timeout=60,
     )
+
+
+def test_import_loads_no_framework_and_no_local_server() -> None:
+    code = (
+        "import json, sys; import es_inference; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    done = _fresh_interpreter(code)
     assert json.loads(done.stdout) == []
 
 
@@ -57,14 +62,5 @@ try:
 except ConnectionError as exc:
     print("refused" if "connection refused" in str(exc) else exc)
 """
-    package_root = str(Path(es_inference.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": package_root}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    done = _fresh_interpreter(code)
     assert done.stdout.strip() == "refused"
