@@ -311,7 +311,8 @@ def test_once_the_cluster_answered_the_async_side_also_waits_for_a_restart(
     # The sync calls reach the cluster; the first async call meets it restarting.
     server = local_server_factory()
     embeddings = ElasticInferenceEmbeddings(
-        **bedrock(server.url, max_retries=7, initial_backoff=0.2, max_backoff=0.5)
+        # Full-jitter waits of up to 0.5 s: 30 retries outlast a 1 s restart.
+        **bedrock(server.url, max_retries=30, initial_backoff=0.2, max_backoff=0.5)
     )
     expected = embeddings.embed_array(["a", "b"])
     port = int(server.url.rsplit(":", 1)[1])
