@@ -253,7 +253,6 @@ class Assembly:
     done: np.ndarray = field(init=False)
     failures: list[tuple[tuple[int, int], BaseException]] = field(default_factory=list)
     fatal: BaseException | None = None
-    cancelled: bool = False
     halt: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -305,13 +304,12 @@ class Assembly:
         No further batch is handed out, and requests waiting for a pacing slot or
         a retry (on threads) are not sent.
         """
-        self.cancelled = True
         self.halt.set()
 
     @property
     def stopped(self) -> bool:
-        """True once no further batch should be sent."""
-        return self.fatal is not None or self.cancelled
+        """True once no further batch should be sent: cancelled, or a fatal error."""
+        return self.halt.is_set()
 
     def result(self) -> FloatArray:
         """The full array, or :class:`PartialResultError` if any input has none."""

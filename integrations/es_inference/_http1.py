@@ -529,7 +529,24 @@ def _readable(sock: socket.socket) -> bool:
         return True
 
 
-class SyncPool:
+class _Pool:
+    """What both pools keep: where they connect, and how long they wait."""
+
+    def __init__(
+        self,
+        origin: Origin,
+        ssl_context: ssl.SSLContext | None,
+        connect_timeout: float,
+        read_timeout: float,
+    ) -> None:
+        self.origin = origin
+        self._ssl = ssl_context
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._closed = False
+
+
+class SyncPool(_Pool):
     """Keep-alive connections to one origin, shared by threads.
 
     Args:
@@ -549,15 +566,11 @@ class SyncPool:
         connect_timeout: float,
         read_timeout: float,
     ) -> None:
-        self.origin = origin
-        self._ssl = ssl_context
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
+        super().__init__(origin, ssl_context, connect_timeout, read_timeout)
         self._slots = threading.BoundedSemaphore(max(1, max_connections))
         self._idle: list[_SyncConnection] = []
         self._lock = threading.Lock()
         self._gate = _SyncGate()
-        self._closed = False
 
     def request(
         self, data: Outgoing, method: str, consume: Callable[[Response], T]
@@ -783,7 +796,7 @@ async def _fetch(reader: asyncio.StreamReader, step: int) -> bytes:
         raise HTTPFailure("RemoteProtocolError", "response head too long") from None
 
 
-class AsyncPool:
+class AsyncPool(_Pool):
     """Keep-alive connections to one origin, for the tasks of one event loop.
 
     Takes the same arguments as :class:`SyncPool`.
@@ -797,14 +810,10 @@ class AsyncPool:
         connect_timeout: float,
         read_timeout: float,
     ) -> None:
-        self.origin = origin
-        self._ssl = ssl_context
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
+        super().__init__(origin, ssl_context, connect_timeout, read_timeout)
         self._slots = asyncio.Semaphore(max(1, max_connections))
         self._idle: list[_AsyncConnection] = []
         self._gate = _AsyncGate()
-        self._closed = False
 
     async def request(
         self, data: Outgoing, method: str, consume: Callable[[Response], T]

@@ -6,7 +6,9 @@ from typing import Any
 
 from es_inference import (
     CompletionService,
+    ConnectionConfig,
     EmbeddingService,
+    EndpointSpec,
     ServiceOptions,
     build_spec,
     resolve_connection,
@@ -37,7 +39,7 @@ def bedrock(url: str, **overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def _spec(task_type: str, model: str) -> Any:
+def _spec(task_type: str, model: str) -> EndpointSpec:
     return build_spec(
         task_type,
         model=model,
@@ -49,7 +51,7 @@ def _spec(task_type: str, model: str) -> Any:
     )
 
 
-def _connection(url: str) -> Any:
+def _connection(url: str) -> ConnectionConfig:
     return resolve_connection(es_url=url, es_api_key=API_KEY, env={})
 
 
